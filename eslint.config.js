@@ -1,0 +1,39 @@
+// @ts-check
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+import globals from "globals";
+
+const nodeIo = ["node:fs", "node:fs/promises", "node:child_process", "node:net", "node:worker_threads", "node:tty"];
+
+export default tseslint.config(
+  { ignores: ["dist/", "node_modules/", "coverage/"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/consistent-type-imports": "error",
+    },
+  },
+  {
+    // Codecs are pure: bytes in, values or bytes out. No files, processes, sockets or threads.
+    files: ["src/codec/**/*.ts", "src/format/**/*.ts"],
+    ignores: ["**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: [...nodeIo.map((name) => ({ name, message: "codecs are pure: no I/O here" })), { name: "commander", message: "only src/cli uses the CLI library" }],
+        },
+      ],
+    },
+  },
+  {
+    files: ["src/create/**/*.ts", "src/runtime/**/*.ts"],
+    ignores: ["**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { paths: [{ name: "commander", message: "only src/cli uses the CLI library" }] }],
+    },
+  },
+);
