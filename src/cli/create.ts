@@ -1,0 +1,147 @@
+/** `qbackup create [options] DEST SOURCE...` — the qvm-backup of qbackup. */
+import { Command, Option } from "commander";
+import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup } from "../create/index.js";
+import type { Compression } from "../create/index.js";
+import { QbackupError } from "../errors.js";
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "../format/names.js";
+import { resolveFilterProgram } from "../runtime/filters.js";
+import { readPassphrase } from "../runtime/passphrase.js";
+import type { PassphraseSource } from "../runtime/passphrase.js";
+import { openFileSink, resolveLocalDestination, stdoutSink } from "../transport/local.js";
+import type { BackupSink } from "../transport/sink.js";
+import { EXIT_OK } from "./exit.js";
+import { onInterrupt } from "./interrupt.js";
+import { CreateProgress, resultLine, summaryTable } from "./output.js";
+import { confirm } from "./terminal.js";
+import { parseInteger, parseSize } from "./units.js";
+
+/** 512 MiB of KDF memory, ~1.5 s per container here; see README "Key derivation". */
+export const DEFAULT_SCRYPT_LOGN = 19;
+export const MIN_SCRYPT_LOGN = 10;
+/** 1 GiB: the most the spec lets a writer demand of a restoring machine (spec §4.6). */
+export const MAX_SCRYPT_LOGN = 20;
+/** Below this the KDF is too cheap to slow down guessing; only for tests. */
+const WEAK_SCRYPT_LOGN = 14;
+
+interface CreateFlags {
+  passphraseFile?: string;
+  passphraseCommand?: string;
+  compressFilter?: string;
+  compress: boolean;
+  chunkSize: string;
+  scryptLogn: string;
+  backupId?: string;
+  yes?: boolean;
+}
+
+export function createCommand(): Command {
+  return new Command("create")
+    .description("make an encrypted, authenticated Qubes OS backup (format v4) of the given sources")
+    .argument("<dest>", "a directory (the backup becomes DEST/qubes-backup-<date>), a new file path, or - for stdout")
+    .argument("<source...>", "NAME=PATH or NAME:VOLUME=PATH (see below)")
+    .option("-p, --passphrase-file <file>", "read the passphrase from the first line of FILE (- = stdin)")
+    .option("--passphrase-command <cmd>", "run CMD (with sh -c); its output is the passphrase")
+    .option("-Z, --compress-filter <prog>", "compress with PROG (gzip, bzip2, xz, zstd, pigz, pbzip2, lzma, zstdmt)")
+    .option("--no-compress", "do not compress")
+    .option("--chunk-size <size>", "bytes per chunk, with K/M/G binary suffixes", "100M")
+    .option("--scrypt-logn <n>", `scrypt cost: N = 2^n, r = 8, p = 1 (${MIN_SCRYPT_LOGN}-${MAX_SCRYPT_LOGN})`, String(DEFAULT_SCRYPT_LOGN))
+    .addOption(new Option("--backup-id <id>", "use this backup id instead of a fresh one (tests)").hideHelp(false))
+    .option("-y, --yes", "do not ask for confirmation")
+    .addHelpText(
+      "after",
+      `
+Sources:
+  NAME=FILE             a regular file or block device: volume "private" of qube NAME (vmN/private.img)
+  NAME:VOLUME=FILE      the same, as volume VOLUME (e.g. win:root=/dev/vg/win-root → vmN/root.img)
+  NAME=DIR              a directory tree for qube NAME, archived as vmN/<basename of DIR>
+  NAME:LABEL=DIR        the same, archived as vmN/LABEL
+  dom0=DIR              the dom0 home directory, archived as dom0-home/<basename of DIR>
+  dom0:USER=DIR         the same, archived as dom0-home/USER
+  Repeating NAME adds files to one qube. Qube names follow Qubes' rules: 1 to 31 characters,
+  a letter first, then letters, digits, '_', '.' or '-'; not "none" or "default"; not ending in "-dm".
+
+Passphrase: from --passphrase-file, --passphrase-command, or asked twice on the terminal. It must be
+1 to 1024 bytes of printable UTF-8 without leading or trailing whitespace, so that Qubes' own restore
+and the emergency procedure (tar, scrypt, gzip) can use it too.
+
+Examples:
+  qbackup create /mnt/backups work=/var/lib/qubes/appvms/work/private.img dom0=/home/user
+  qbackup create -p ~/.backup-pass --no-compress backup.bin vault=./vault.img vault:root=./root.img
+  qbackup create -y --passphrase-command 'pass show qubes-backup' - docs=~/Documents | ssh host 'cat > b.bin'`,
+    )
+    .action(async function (this: Command, dest: string, sources: string[], flags: CreateFlags) {
+      process.exitCode = await runCreate(dest, sources, flags);
+    });
+}
+
+async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags): Promise<number> {
+  const compression = compressionFrom(flags);
+  const chunkSize = parseSize(flags.chunkSize, "--chunk-size");
+  if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+    throw new QbackupError("ERR_USAGE", `--chunk-size must be between ${MIN_CHUNK_SIZE} bytes and ${MAX_CHUNK_SIZE / 1024 / 1024}M`);
+  }
+  const logN = parseInteger(flags.scryptLogn, "--scrypt-logn", MIN_SCRYPT_LOGN, MAX_SCRYPT_LOGN);
+  const passphraseSource = passphraseSourceFrom(flags);
+
+  const plan = await planBackup(sourceArgs.map(parseSourceSpec));
+  const destination = dest === "-" ? "-" : await resolveLocalDestination(dest);
+
+  process.stderr.write(summaryTable(plan));
+  if (logN < WEAK_SCRYPT_LOGN) {
+    process.stderr.write(`qbackup: warning: --scrypt-logn ${logN} makes passphrase guessing cheap; use it for tests only\n`);
+  }
+  if (chunkSize !== DEFAULT_CHUNK_SIZE) {
+    process.stderr.write(
+      `qbackup: warning: chunk size ${chunkSize} differs from Qubes' 100M; restoring from a qube may hit qvm-backup-restore's file-count limit\n`,
+    );
+  }
+  if (!flags.yes && !(await confirm("Do you want to proceed?"))) {
+    process.stderr.write("qbackup: backup cancelled\n");
+    return EXIT_OK;
+  }
+
+  const passphrase = await readPassphrase(passphraseSource);
+  const sink: BackupSink = destination === "-" ? stdoutSink() : await openFileSink(destination);
+  const progress = new CreateProgress(process.stderr);
+  const forget = onInterrupt(async () => {
+    progress.clear();
+    await sink.abort();
+  });
+  const started = Date.now();
+  try {
+    const result = await createBackup(plan, {
+      sink,
+      passphrase,
+      compression,
+      chunkSize,
+      scrypt: { logN, r: 8, p: 1 },
+      ...(flags.backupId === undefined ? {} : { backupId: flags.backupId }),
+      onEvent: (e) => progress.onEvent(e),
+    });
+    progress.clear();
+    process.stderr.write(resultLine(result, (Date.now() - started) / 1000));
+    return EXIT_OK;
+  } finally {
+    progress.clear();
+    forget();
+  }
+}
+
+function compressionFrom(flags: CreateFlags): Compression {
+  if (flags.compressFilter !== undefined && !flags.compress) {
+    throw new QbackupError("ERR_USAGE", "--compress-filter and --no-compress exclude each other");
+  }
+  if (!flags.compress) return { kind: "none" };
+  if (flags.compressFilter === undefined || flags.compressFilter === "gzip") return { kind: "gzip", level: DEFAULT_GZIP_LEVEL };
+  const program = resolveFilterProgram(flags.compressFilter);
+  return { kind: "filter", name: flags.compressFilter, program };
+}
+
+function passphraseSourceFrom(flags: CreateFlags): PassphraseSource {
+  if (flags.passphraseFile !== undefined && flags.passphraseCommand !== undefined) {
+    throw new QbackupError("ERR_USAGE", "--passphrase-file and --passphrase-command exclude each other");
+  }
+  if (flags.passphraseFile !== undefined) return { kind: "file", path: flags.passphraseFile };
+  if (flags.passphraseCommand !== undefined) return { kind: "command", command: flags.passphraseCommand };
+  return { kind: "prompt", confirm: true };
+}

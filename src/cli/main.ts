@@ -1,0 +1,39 @@
+/** The `qbackup` program: parses the command line and maps every outcome to an exit status. */
+import { Command, CommanderError } from "commander";
+import { createRequire } from "node:module";
+
+import { createCommand } from "./create.js";
+import { EXIT_OK, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
+import { installInterruptHandlers } from "./interrupt.js";
+
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command("qbackup")
+    .description("Encrypted, authenticated Qubes OS backups (format v4) that run anywhere")
+    .version(version);
+  program.addCommand(createCommand());
+  for (const cmd of [program, ...program.commands]) {
+    cmd.exitOverride();
+    cmd.showHelpAfterError("(run with --help for usage)");
+    cmd.configureOutput({ outputError: (text, write) => write(`qbackup: error: ${text.replace(/^error: /, "")}`) });
+  }
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<number> {
+  installInterruptHandlers();
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version exit 0; everything else commander rejects is a usage error (already printed)
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    reportError(err);
+    return exitCodeFor(err);
+  }
+}
+
+

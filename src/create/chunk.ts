@@ -1,0 +1,62 @@
+/**
+ * Chunking stage: cut one (compressed) stream into pieces of exactly `chunkSize` bytes, the last
+ * one shorter (spec §4.5). Unlike the reference writer, no empty chunk is added when the stream
+ * length is an exact multiple (the spec allows either; readers accept both).
+ *
+ * Memory: one buffer, grown on demand up to `chunkSize` and reused. A yielded chunk is valid
+ * until the consumer asks for the next one, so seal it and write it out before continuing.
+ */
+import { QbackupError } from "../errors.js";
+
+const INITIAL_BUFFER = 1024 * 1024;
+
+export interface Chunk {
+  index: number;
+  data: Buffer;
+}
+
+/** `onChunkStart(i)` fires when the first byte of chunk i arrives (lets its KDF start early). */
+export async function* chunkStream(
+  input: AsyncIterable<Buffer>,
+  chunkSize: number,
+  onChunkStart: (index: number) => void = () => undefined,
+): AsyncGenerator<Chunk> {
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
+    throw new QbackupError("ERR_INTERNAL", `bad chunk size ${chunkSize}`);
+  }
+  let buffer: Buffer = Buffer.allocUnsafe(Math.min(chunkSize, INITIAL_BUFFER));
+  let filled = 0;
+  let index = 0;
+  let started = false;
+
+  for await (const piece of input) {
+    let off = 0;
+    while (off < piece.length) {
+      if (!started) {
+        onChunkStart(index);
+        started = true;
+      }
+      if (filled === buffer.length) buffer = grow(buffer, filled, chunkSize);
+      const n = Math.min(piece.length - off, buffer.length - filled);
+      piece.copy(buffer, filled, off, off + n);
+      filled += n;
+      off += n;
+      if (filled === chunkSize) {
+        yield { index, data: buffer.subarray(0, filled) };
+        index++;
+        filled = 0;
+        started = false;
+      }
+    }
+  }
+  if (started || index === 0) {
+    if (!started) onChunkStart(index);
+    yield { index, data: buffer.subarray(0, filled) };
+  }
+}
+
+function grow(buffer: Buffer, filled: number, chunkSize: number): Buffer {
+  const bigger = Buffer.allocUnsafe(Math.min(chunkSize, buffer.length * 2));
+  buffer.copy(bigger, 0, 0, filled);
+  return bigger;
+}

@@ -1,0 +1,66 @@
+/** Run the real `qbackup` binary (bin/qbackup.js over dist/) as a user would. */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const QBACKUP = path.join(REPO, "bin/qbackup.js");
+
+export interface CliResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface CliOptions {
+  input?: string | Buffer;
+  cwd?: string;
+  /** Prepended to the command (e.g. setpriv to drop root's file-permission override). */
+  wrapper?: string[];
+  /** Send this signal once `when()` becomes true (polled every 10 ms). */
+  signal?: { name: NodeJS.Signals; when: () => boolean };
+  timeoutMs?: number;
+}
+
+export function runQbackup(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const [cmd, ...pre] = [...(opts.wrapper ?? []), process.execPath, QBACKUP];
+  const child = spawn(cmd!, [...pre, ...args], { cwd: opts.cwd ?? REPO, stdio: ["pipe", "pipe", "pipe"] });
+  const stdout: Buffer[] = [];
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => stdout.push(d));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const poller =
+    opts.signal &&
+    setInterval(() => {
+      if (opts.signal!.when()) {
+        child.kill(opts.signal!.name);
+        clearInterval(poller);
+      }
+    }, 10);
+  child.stdin.on("error", () => undefined);
+  child.stdin.end(opts.input ?? "");
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (status, signal) => {
+      clearTimeout(timer);
+      if (poller) clearInterval(poller);
+      resolve({ status, signal, stdout: Buffer.concat(stdout), stderr });
+    });
+  });
+}
+
+export function tempDir(prefix = "qb-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export const TEST_PASSPHRASE = "correct horse battery staple ünïcödé \\ \"quoted\" $HOME !bang";
+
+export function passphraseFile(dir: string, passphrase = TEST_PASSPHRASE): string {
+  const file = path.join(dir, "passphrase.txt");
+  fs.writeFileSync(file, `${passphrase}\n`, { mode: 0o600 });
+  return file;
+}
