@@ -3,8 +3,11 @@
  * one shorter (spec §4.5). Unlike the reference writer, no empty chunk is added when the stream
  * length is an exact multiple (the spec allows either; readers accept both).
  *
- * Memory: one buffer, grown on demand up to `chunkSize` and reused. A yielded chunk is valid
- * until the consumer asks for the next one, so seal it and write it out before continuing.
+ * Memory: one buffer, reused for every chunk of the stream. It starts at 1 MiB (most files in a
+ * backup are small) and, once that is not enough, jumps straight to `chunkSize`: pages of a large
+ * buffer cost memory only when touched, while growing by doubling would leave each smaller
+ * buffer behind as garbage. A yielded chunk is valid until the consumer asks for the next one,
+ * so seal it and write it out before continuing.
  */
 import { QbackupError } from "../errors.js";
 
@@ -36,7 +39,7 @@ export async function* chunkStream(
         onChunkStart(index);
         started = true;
       }
-      if (filled === buffer.length) buffer = grow(buffer, filled, chunkSize);
+      if (filled === buffer.length) buffer = grow(buffer, chunkSize);
       const n = Math.min(piece.length - off, buffer.length - filled);
       piece.copy(buffer, filled, off, off + n);
       filled += n;
@@ -55,8 +58,8 @@ export async function* chunkStream(
   }
 }
 
-function grow(buffer: Buffer, filled: number, chunkSize: number): Buffer {
-  const bigger = Buffer.allocUnsafe(Math.min(chunkSize, buffer.length * 2));
-  buffer.copy(bigger, 0, 0, filled);
+function grow(buffer: Buffer, chunkSize: number): Buffer {
+  const bigger = Buffer.allocUnsafe(chunkSize);
+  buffer.copy(bigger);
   return bigger;
 }

@@ -101,7 +101,8 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
     throw new QbackupError("ERR_USAGE", `chunk size must be between ${MIN_CHUNK_SIZE} and ${MAX_CHUNK_SIZE} bytes`);
   }
   const backupId = options.backupId ?? newBackupId();
-  if (!isValidBackupId(backupId)) throw new QbackupError("ERR_USAGE", `backup id '${backupId}' must match [A-Za-z0-9-]+ and not start with '-'`);
+  if (!isValidBackupId(backupId))
+    throw new QbackupError("ERR_USAGE", `backup id '${backupId}' must match [A-Za-z0-9-]+ and not start with '-'`);
 
   const qubes = plan.dom0 ? [...plan.qubes, plan.dom0] : plan.qubes;
   const backupSizes = new Map(qubes.map((q) => [q, storedBytesBound(q, chunkSize)]));
@@ -125,7 +126,10 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
 
   // 3: the manifest
   const xml = buildQubesXml(qubesXmlModel(plan, backupSizes));
-  const xmlStream = await collect(compress(singleFileArchive(QUBES_XML_BASE, xml, now), compression), MAX_QUBES_XML_MEMBER);
+  const xmlStream = await collect(
+    compress(singleFileArchive(QUBES_XML_BASE, xml, now), compression),
+    MAX_QUBES_XML_MEMBER,
+  );
   const xmlPass = chunkPassphraseString(backupId, QUBES_XML_BASE, 0, passphrase);
   await member(chunkMemberName(QUBES_XML_BASE, 0), [await seal(xmlStream, xmlPass, scrypt)]);
 
@@ -141,10 +145,13 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
         read: (bytes: number) => emit({ type: "read", bytes }),
         warning: (message: string) => emit({ type: "warning", message }),
       };
-      const inner = file.kind === "volume" ? volumeArchive(file, progress) : treeArchive(file.path, file.fileBase, progress);
+      const inner =
+        file.kind === "volume" ? volumeArchive(file, progress) : treeArchive(file.path, file.fileBase, progress);
       let chunks = 0;
       let fileStored = 0;
-      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, (i) => sealer.prepare(file.fileBase, i))) {
+      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, (i) =>
+        sealer.prepare(file.fileBase, i),
+      )) {
         const container = await sealer.seal(file.fileBase, chunk.index, chunk.data);
         fileStored += await member(chunkMemberName(file.fileBase, chunk.index), container);
         chunks++;
@@ -191,9 +198,7 @@ function qubesXmlModel(plan: BackupPlan, backupSizes: Map<PlannedQube, number>):
     backupSize: backupSizes.get(q)!,
     volumes: q.files.flatMap((f: PlannedFile) => (f.kind === "volume" ? [{ name: f.volume, size: f.realSize }] : [])),
   }));
-  return plan.dom0
-    ? { qubes, dom0: { user: plan.dom0.user, backupSize: backupSizes.get(plan.dom0)! } }
-    : { qubes };
+  return plan.dom0 ? { qubes, dom0: { user: plan.dom0.user, backupSize: backupSizes.get(plan.dom0)! } } : { qubes };
 }
 
 /** A one-file inner archive, for qubes.xml. */

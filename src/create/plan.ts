@@ -87,7 +87,8 @@ export async function planBackup(specs: readonly SourceSpec[]): Promise<BackupPl
     const st = await statSource(spec.path);
     await assertReadable(spec.path, st.isDirectory());
     if (spec.qube === DOM0) {
-      if (!st.isDirectory()) throw new QbackupError("ERR_USAGE", `dom0 can only hold a home directory; ${spec.path} is not one`);
+      if (!st.isDirectory())
+        throw new QbackupError("ERR_USAGE", `dom0 can only hold a home directory; ${spec.path} is not one`);
       if (dom0) throw new QbackupError("ERR_USAGE", "only one dom0 home directory can be backed up");
       const user = spec.volume ?? path.basename(path.resolve(spec.path));
       if (!DOM0_USER.test(user)) {
@@ -97,7 +98,14 @@ export async function planBackup(specs: readonly SourceSpec[]): Promise<BackupPl
       }
       const fileBase = dom0HomeBase(user);
       const estimate = await estimateTree(spec.path);
-      dom0 = { name: DOM0, qid: 0, user, backupPath: fileBase, estimate, files: [{ kind: "tree", fileBase, path: spec.path, estimate }] };
+      dom0 = {
+        name: DOM0,
+        qid: 0,
+        user,
+        backupPath: fileBase,
+        estimate,
+        files: [{ kind: "tree", fileBase, path: spec.path, estimate }],
+      };
       continue;
     }
 
@@ -109,7 +117,10 @@ export async function planBackup(specs: readonly SourceSpec[]): Promise<BackupPl
     }
     const file = await planFile(qube, spec, st);
     if (qube.files.some((f) => f.fileBase === file.fileBase)) {
-      throw new QbackupError("ERR_USAGE", `qube ${spec.qube} already has ${path.basename(file.fileBase)}; name it NAME:VOLUME=PATH`);
+      throw new QbackupError(
+        "ERR_USAGE",
+        `qube ${spec.qube} already has ${path.basename(file.fileBase)}; name it NAME:VOLUME=PATH`,
+      );
     }
     qube.files.push(file);
     qube.estimate += file.estimate;
@@ -117,7 +128,11 @@ export async function planBackup(specs: readonly SourceSpec[]): Promise<BackupPl
   return dom0 ? { qubes: [...qubes.values()], dom0 } : { qubes: [...qubes.values()] };
 }
 
-async function planFile(qube: PlannedQube, spec: SourceSpec, st: Awaited<ReturnType<typeof fs.stat>>): Promise<PlannedFile> {
+async function planFile(
+  qube: PlannedQube,
+  spec: SourceSpec,
+  st: Awaited<ReturnType<typeof fs.stat>>,
+): Promise<PlannedFile> {
   if (st.isDirectory()) {
     const label = spec.volume ?? path.basename(path.resolve(spec.path));
     if (!FILE_LABEL.test(label)) {
@@ -125,7 +140,12 @@ async function planFile(qube: PlannedQube, spec: SourceSpec, st: Awaited<ReturnT
         hint: `name it explicitly: ${spec.qube}:NAME=${spec.path}`,
       });
     }
-    return { kind: "tree", fileBase: qube.backupPath + label, path: spec.path, estimate: await estimateTree(spec.path) };
+    return {
+      kind: "tree",
+      fileBase: qube.backupPath + label,
+      path: spec.path,
+      estimate: await estimateTree(spec.path),
+    };
   }
   const volume = spec.volume ?? DEFAULT_VOLUME;
   const fileBase = `${qube.backupPath}${volume}.img`;
@@ -169,8 +189,10 @@ async function assertReadable(p: string, isDirectory: boolean): Promise<void> {
 export function sourceError(err: unknown, p: string): QbackupError {
   if (err instanceof QbackupError) return err;
   const code = systemErrorCode(err);
-  if (code === "ENOENT" || code === "ENOTDIR") return new QbackupError("ERR_SOURCE", `source ${p} does not exist`, { cause: err });
-  if (code === "EACCES" || code === "EPERM") return new QbackupError("ERR_SOURCE", `source ${p} is not readable (permission denied)`, { cause: err });
+  if (code === "ENOENT" || code === "ENOTDIR")
+    return new QbackupError("ERR_SOURCE", `source ${p} does not exist`, { cause: err });
+  if (code === "EACCES" || code === "EPERM")
+    return new QbackupError("ERR_SOURCE", `source ${p} is not readable (permission denied)`, { cause: err });
   const detail = err instanceof Error ? err.message : String(err);
   return new QbackupError("ERR_SOURCE", `cannot read source ${p}: ${detail}`, { cause: err });
 }

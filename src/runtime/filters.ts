@@ -37,7 +37,10 @@ export function resolveFilterProgram(name: string): string {
   }
   const found = findProgram(name);
   if (found === undefined) {
-    throw new QbackupError("ERR_FILTER_NOT_ALLOWED", `compression filter '${name}' is not installed (not found in PATH)`);
+    throw new QbackupError(
+      "ERR_FILTER_NOT_ALLOWED",
+      `compression filter '${name}' is not installed (not found in PATH)`,
+    );
   }
   return found;
 }

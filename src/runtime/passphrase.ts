@@ -49,7 +49,10 @@ async function readBounded(file: string): Promise<Buffer> {
       for await (const piece of stream as AsyncIterable<Buffer>) {
         total += piece.length;
         if (total > MAX_PASSPHRASE_SOURCE_BYTES) {
-          throw new QbackupError("ERR_PASSPHRASE_SOURCE", `${origin} is larger than ${MAX_PASSPHRASE_SOURCE_BYTES} bytes`);
+          throw new QbackupError(
+            "ERR_PASSPHRASE_SOURCE",
+            `${origin} is larger than ${MAX_PASSPHRASE_SOURCE_BYTES} bytes`,
+          );
         }
         chunks.push(piece);
         // one line is all we need
@@ -86,7 +89,10 @@ async function runPassphraseCommand(command: string): Promise<Buffer> {
     throw new QbackupError("ERR_PASSPHRASE_SOURCE", `passphrase command could not be started`, { cause: err });
   });
   if (tooLarge) {
-    throw new QbackupError("ERR_PASSPHRASE_SOURCE", `passphrase command printed more than ${MAX_PASSPHRASE_SOURCE_BYTES} bytes`);
+    throw new QbackupError(
+      "ERR_PASSPHRASE_SOURCE",
+      `passphrase command printed more than ${MAX_PASSPHRASE_SOURCE_BYTES} bytes`,
+    );
   }
   if (code !== 0) throw new QbackupError("ERR_PASSPHRASE_SOURCE", `passphrase command exited with status ${code}`);
   return Buffer.concat(chunks);

@@ -35,7 +35,10 @@ export async function resolveLocalDestination(dest: string, now: Date = new Date
   return target;
 }
 
-async function statOrUndefined(p: string, statFn: typeof fs.stat): Promise<Awaited<ReturnType<typeof fs.stat>> | undefined> {
+async function statOrUndefined(
+  p: string,
+  statFn: typeof fs.stat,
+): Promise<Awaited<ReturnType<typeof fs.stat>> | undefined> {
   try {
     return await statFn(p);
   } catch (err) {
@@ -113,13 +116,15 @@ async function publishWithoutOverwrite(tempPath: string, finalPath: string): Pro
     if (code === "EEXIST") {
       throw new QbackupError("ERR_DEST_EXISTS", `destination ${finalPath} appeared while writing; not replacing it`);
     }
-    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw err;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK")
+      throw err;
   }
   const exists = await fs.lstat(finalPath).then(
     () => true,
     () => false,
   );
-  if (exists) throw new QbackupError("ERR_DEST_EXISTS", `destination ${finalPath} appeared while writing; not replacing it`);
+  if (exists)
+    throw new QbackupError("ERR_DEST_EXISTS", `destination ${finalPath} appeared while writing; not replacing it`);
   await fs.rename(tempPath, finalPath);
 }
 

@@ -51,7 +51,7 @@ async function findDataRegions(
 ): Promise<readonly Region[]> {
   const scanner = new HoleScanner(HOLE_GRANULARITY);
   const buffer = Buffer.allocUnsafe(READ_SIZE);
-  for (let pos = 0; pos < volume.realSize; ) {
+  for (let pos = 0; pos < volume.realSize;) {
     const want = Math.min(READ_SIZE, volume.realSize - pos);
     const n = await readAt(handle, volume, buffer, want, pos);
     scanner.push(buffer.subarray(0, n));
@@ -67,7 +67,7 @@ async function* readRegion(
   region: Region,
   progress: SourceProgress,
 ): AsyncGenerator<Buffer> {
-  for (let done = 0; done < region.length; ) {
+  for (let done = 0; done < region.length;) {
     // a fresh buffer each time: downstream stages may still hold the previous one
     const want = Math.min(READ_SIZE, region.length - done);
     const piece = Buffer.allocUnsafe(want);
@@ -89,7 +89,10 @@ async function readAt(
     throw sourceError(err, volume.path);
   });
   if (bytesRead === 0) {
-    throw new QbackupError("ERR_SOURCE", `source ${volume.path} shrank while it was being backed up (at byte ${position})`);
+    throw new QbackupError(
+      "ERR_SOURCE",
+      `source ${volume.path} shrank while it was being backed up (at byte ${position})`,
+    );
   }
   return bytesRead;
 }

@@ -1,0 +1,32 @@
+import { describe, expect, it } from "vitest";
+import { chunkMemberName, chunkPassphraseString, headerPassphraseString, newBackupId } from "./names.js";
+import { isValidBackupId } from "../codec/backup-header/index.js";
+
+describe("v4 names", () => {
+  it("numbers chunks like printf %03d, growing past 999", () => {
+    expect(chunkMemberName("vm5/private.img", 0)).toBe("vm5/private.img.000.enc");
+    expect(chunkMemberName("vm5/private.img", 42)).toBe("vm5/private.img.042.enc");
+    expect(chunkMemberName("vm5/private.img", 999)).toBe("vm5/private.img.999.enc");
+    expect(chunkMemberName("vm5/private.img", 1000)).toBe("vm5/private.img.1000.enc");
+  });
+
+  it("binds backup id, file, chunk number and passphrase (spec 4.6 example)", () => {
+    expect(chunkPassphraseString("20161020T123455-1234", "vm5/private.img", 3, "P").toString()).toBe(
+      "20161020T123455-1234!vm5/private.img.003!P",
+    );
+    expect(headerPassphraseString("pässword").toString("utf8")).toBe("backup-header!pässword");
+  });
+
+  it("refuses a passphrase string the stock scrypt CLI would truncate", () => {
+    expect(() => chunkPassphraseString("x", "vm1/a.img", 0, "p".repeat(2047))).toThrow(
+      expect.objectContaining({ code: "ERR_PASSPHRASE_INVALID" }),
+    );
+  });
+
+  it("makes fresh, valid, distinct backup ids in the reference form", () => {
+    const id = newBackupId(new Date(2026, 10, 22, 15, 4, 5));
+    expect(id).toMatch(/^20261122T150405-\d{9}$/);
+    expect(isValidBackupId(id)).toBe(true);
+    expect(new Set(Array.from({ length: 50 }, () => newBackupId())).size).toBeGreaterThan(45);
+  });
+});
