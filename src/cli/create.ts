@@ -44,7 +44,11 @@ export function createCommand(): Command {
     .option("-Z, --compress-filter <prog>", "compress with PROG (gzip, bzip2, xz, zstd, pigz, pbzip2, lzma, zstdmt)")
     .option("--no-compress", "do not compress")
     .option("--chunk-size <size>", "bytes per chunk, with K/M/G binary suffixes", "100M")
-    .option("--scrypt-logn <n>", `scrypt cost: N = 2^n, r = 8, p = 1 (${MIN_SCRYPT_LOGN}-${MAX_SCRYPT_LOGN})`, String(DEFAULT_SCRYPT_LOGN))
+    .option(
+      "--scrypt-logn <n>",
+      `scrypt cost: N = 2^n, r = 8, p = 1 (${MIN_SCRYPT_LOGN}-${MAX_SCRYPT_LOGN})`,
+      String(DEFAULT_SCRYPT_LOGN),
+    )
     .addOption(new Option("--backup-id <id>", "use this backup id instead of a fresh one (tests)").hideHelp(false))
     .option("-y, --yes", "do not ask for confirmation")
     .addHelpText(
@@ -78,7 +82,10 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
   const compression = compressionFrom(flags);
   const chunkSize = parseSize(flags.chunkSize, "--chunk-size");
   if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
-    throw new QbackupError("ERR_USAGE", `--chunk-size must be between ${MIN_CHUNK_SIZE} bytes and ${MAX_CHUNK_SIZE / 1024 / 1024}M`);
+    throw new QbackupError(
+      "ERR_USAGE",
+      `--chunk-size must be between ${MIN_CHUNK_SIZE} bytes and ${MAX_CHUNK_SIZE / 1024 / 1024}M`,
+    );
   }
   const logN = parseInteger(flags.scryptLogn, "--scrypt-logn", MIN_SCRYPT_LOGN, MAX_SCRYPT_LOGN);
   const passphraseSource = passphraseSourceFrom(flags);
@@ -88,7 +95,9 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
 
   process.stderr.write(summaryTable(plan));
   if (logN < WEAK_SCRYPT_LOGN) {
-    process.stderr.write(`qbackup: warning: --scrypt-logn ${logN} makes passphrase guessing cheap; use it for tests only\n`);
+    process.stderr.write(
+      `qbackup: warning: --scrypt-logn ${logN} makes passphrase guessing cheap; use it for tests only\n`,
+    );
   }
   if (chunkSize !== DEFAULT_CHUNK_SIZE) {
     process.stderr.write(
@@ -132,7 +141,8 @@ function compressionFrom(flags: CreateFlags): Compression {
     throw new QbackupError("ERR_USAGE", "--compress-filter and --no-compress exclude each other");
   }
   if (!flags.compress) return { kind: "none" };
-  if (flags.compressFilter === undefined || flags.compressFilter === "gzip") return { kind: "gzip", level: DEFAULT_GZIP_LEVEL };
+  if (flags.compressFilter === undefined || flags.compressFilter === "gzip")
+    return { kind: "gzip", level: DEFAULT_GZIP_LEVEL };
   const program = resolveFilterProgram(flags.compressFilter);
   return { kind: "filter", name: flags.compressFilter, program };
 }

@@ -35,5 +35,3 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return exitCodeFor(err);
   }
 }
-
-
