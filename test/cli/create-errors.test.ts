@@ -110,7 +110,9 @@ describe("qbackup create refuses bad input cleanly", () => {
     try {
       const { spawnSync } = await import("node:child_process");
       const { QBACKUP } = await import("../support/cli.js");
-      const r = spawnSync(process.execPath, [QBACKUP, ...base("-"), `work=${image}`], { stdio: ["ignore", fd, "pipe"] });
+      const r = spawnSync(process.execPath, [QBACKUP, ...base("-"), `work=${image}`], {
+        stdio: ["ignore", fd, "pipe"],
+      });
       expect(r.status).toBe(1);
       expect(r.stderr.toString()).toMatch(/^qbackup: error: destination full: no space left writing stdout$/m);
     } finally {
@@ -130,7 +132,12 @@ describe("qbackup create refuses bad input cleanly", () => {
 
   it("failing passphrase command", async () => {
     const dest = destDir("badcmd");
-    const r = await runQbackup([...base(dest).filter((a) => a !== "-p" && a !== pass), "--passphrase-command", "exit 3", `work=${image}`]);
+    const r = await runQbackup([
+      ...base(dest).filter((a) => a !== "-p" && a !== pass),
+      "--passphrase-command",
+      "exit 3",
+      `work=${image}`,
+    ]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^qbackup: error: passphrase command exited with status 3$/m);
     expect(fs.readdirSync(dest)).toEqual([]);
@@ -143,7 +150,10 @@ describe("qbackup create refuses bad input cleanly", () => {
     [["create", "-y", "/tmp", "1work=/etc/hostname"], /invalid qube name "1work"/],
     [["create", "-y", "--chunk-size", "12X", "/tmp", "w=/etc/hostname"], /--chunk-size '12X' is not a size/],
     [["create", "-y", "--chunk-size", "1G", "/tmp", "w=/etc/hostname"], /--chunk-size must be between/],
-    [["create", "-y", "--scrypt-logn", "21", "/tmp", "w=/etc/hostname"], /--scrypt-logn must be an integer from 10 to 20/],
+    [
+      ["create", "-y", "--scrypt-logn", "21", "/tmp", "w=/etc/hostname"],
+      /--scrypt-logn must be an integer from 10 to 20/,
+    ],
     [["create", "-y", "--no-compress", "-Z", "xz", "/tmp", "w=/etc/hostname"], /exclude each other/],
     [["create", "--bogus", "/tmp", "w=/etc/hostname"], /unknown option '--bogus'/],
   ])("usage error %j exits 2", async (args, message) => {

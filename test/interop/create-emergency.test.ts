@@ -8,7 +8,15 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_PASSPHRASE, passphraseFile, runQbackup, tempDir } from "../support/cli.js";
 import { emergencyRestoreV4 } from "../support/emergency-v4.js";
-import { GOLDEN_REGIONS, allocatedBytes, makeSparseImage, makeTree, prng, sha256File, snapshotTree } from "../support/sources.js";
+import {
+  GOLDEN_REGIONS,
+  allocatedBytes,
+  makeSparseImage,
+  makeTree,
+  prng,
+  sha256File,
+  snapshotTree,
+} from "../support/sources.js";
 
 const IMAGE_SIZE = 64 * 1024 * 1024;
 const DATA_BYTES = GOLDEN_REGIONS.reduce((n, r) => n + r.length, 0);
@@ -44,8 +52,20 @@ describe.each(variants)("qbackup create → emergency procedure ($name)", ({ fla
   it("restores every file byte-identically, holes kept", async () => {
     const out = path.join(dir, `backup-${flags.join("")}.bin`);
     const created = await runQbackup([
-      "create", "-y", "-p", pass, "--scrypt-logn", "10", "--backup-id", "20261122T120000-123456789", ...flags,
-      out, `work=${image}`, `work:data=${small}`, `work=${tree}`, `dom0:user=${tree}`,
+      "create",
+      "-y",
+      "-p",
+      pass,
+      "--scrypt-logn",
+      "10",
+      "--backup-id",
+      "20261122T120000-123456789",
+      ...flags,
+      out,
+      `work=${image}`,
+      `work:data=${small}`,
+      `work=${tree}`,
+      `dom0:user=${tree}`,
     ]);
     expect(created.stderr).toContain("written to");
     expect(created.status).toBe(0);

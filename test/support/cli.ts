@@ -57,7 +57,7 @@ export function tempDir(prefix = "qb-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export const TEST_PASSPHRASE = "correct horse battery staple ünïcödé \\ \"quoted\" $HOME !bang";
+export const TEST_PASSPHRASE = 'correct horse battery staple ünïcödé \\ "quoted" $HOME !bang';
 
 export function passphraseFile(dir: string, passphrase = TEST_PASSPHRASE): string {
   const file = path.join(dir, "passphrase.txt");

@@ -88,7 +88,8 @@ export function emergencyRestoreV4(backupFile: string, workDir: string, passphra
     const script = filter ? `cat "$@" | ${filter} -d | tar -xf - -C "$0"` : `cat "$@" | tar -xf - -C "$0"`;
     const r = run("bash", ["-o", "pipefail", "-c", script, extracted, ...parts], { cwd: workDir });
     must(r, `restoring ${base}`);
-    if (r.stderr.length > 0) throw new Error(`tar or ${filter} complained restoring ${base}: ${r.stderr.toString().trim()}`);
+    if (r.stderr.length > 0)
+      throw new Error(`tar or ${filter} complained restoring ${base}: ${r.stderr.toString().trim()}`);
     files.push({ base, chunks: parts.length });
     for (const p of parts) fs.rmSync(path.join(workDir, p));
   }

@@ -53,7 +53,15 @@ export function makeTree(root: string): void {
   fs.mkdirSync(path.join(root, "empty-dir"));
   fs.symlinkSync("Documents/todo.txt", path.join(root, "todo-link"));
   fs.symlinkSync("../../outside-target", path.join(root, "Documents/dangling-link"));
-  for (const rel of [...files.map((f) => f[0]), "empty-dir", "Documents", ".config/app", ".config", "bin", ""].reverse()) {
+  for (const rel of [
+    ...files.map((f) => f[0]),
+    "empty-dir",
+    "Documents",
+    ".config/app",
+    ".config",
+    "bin",
+    "",
+  ].reverse()) {
     fs.utimesSync(path.join(root, rel), mtime, mtime);
   }
   fs.lutimesSync(path.join(root, "todo-link"), mtime, mtime);
