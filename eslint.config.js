@@ -24,7 +24,10 @@ export default tseslint.config(
       "no-restricted-imports": [
         "error",
         {
-          paths: [...nodeIo.map((name) => ({ name, message: "codecs are pure: no I/O here" })), { name: "commander", message: "only src/cli uses the CLI library" }],
+          paths: [
+            ...nodeIo.map((name) => ({ name, message: "codecs are pure: no I/O here" })),
+            { name: "commander", message: "only src/cli uses the CLI library" },
+          ],
         },
       ],
     },
@@ -33,7 +36,10 @@ export default tseslint.config(
     files: ["src/create/**/*.ts", "src/runtime/**/*.ts"],
     ignores: ["**/*.test.ts"],
     rules: {
-      "no-restricted-imports": ["error", { paths: [{ name: "commander", message: "only src/cli uses the CLI library" }] }],
+      "no-restricted-imports": [
+        "error",
+        { paths: [{ name: "commander", message: "only src/cli uses the CLI library" }] },
+      ],
     },
   },
 );

@@ -46,6 +46,7 @@ const variants = [
   { name: "one chunk, gzip", flags: [], minChunks: 1 },
   { name: "several chunks, no compression", flags: ["--chunk-size", "256K", "--no-compress"], minChunks: 2 },
   { name: "one chunk, no compression", flags: ["--no-compress"], minChunks: 1 },
+  { name: "several chunks, external xz filter", flags: ["--chunk-size", "256K", "-Z", "xz"], minChunks: 2 },
 ];
 
 describe.each(variants)("qbackup create → emergency procedure ($name)", ({ flags, minChunks }) => {
@@ -76,7 +77,7 @@ describe.each(variants)("qbackup create → emergency procedure ($name)", ({ fla
       version: "4",
       "backup-id": "20261122T120000-123456789",
       compressed: flags.includes("--no-compress") ? "False" : "True",
-      "compression-filter": "gzip",
+      "compression-filter": flags.includes("xz") ? "xz" : "gzip",
     });
 
     // the volume: same bytes, same apparent size, and still sparse
