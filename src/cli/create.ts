@@ -62,7 +62,7 @@ Sources:
   dom0=DIR              the dom0 home directory, archived as dom0-home/<basename of DIR>
   dom0:USER=DIR         the same, archived as dom0-home/USER
   Repeating NAME adds files to one qube. Qube names follow Qubes' rules: 1 to 31 characters,
-  a letter first, then letters, digits, '_', '.' or '-'; not "none" or "default"; not ending in "-dm".
+  a letter first, then letters, digits, '_', '.' or '-'; not "none", "default" or "Domain-0"; not ending in "-dm".
 
 Passphrase: from --passphrase-file, --passphrase-command, or asked twice on the terminal. It must be
 1 to 1024 bytes of printable UTF-8 without leading or trailing whitespace, so that Qubes' own restore
