@@ -2,9 +2,9 @@
  * Compression stage: one compressed stream per archived file (spec §4.4), gzip in-process via
  * node:zlib, or an allowlisted external filter program, or none.
  */
-import { Readable } from "node:stream";
 import { createGzip } from "node:zlib";
 import { runFilter } from "../runtime/filters.js";
+import { through } from "../runtime/streams.js";
 
 export type Compression =
   | { kind: "none" }
@@ -31,21 +31,8 @@ export function compress(input: AsyncIterable<Buffer>, c: Compression): AsyncIte
     case "none":
       return input;
     case "gzip":
-      return gzip(input, c.level);
+      return through(input, createGzip({ level: c.level }));
     case "filter":
       return runFilter(c.program, [], input);
-  }
-}
-
-async function* gzip(input: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
-  const source = Readable.from(input, { objectMode: false });
-  const zip = createGzip({ level });
-  source.once("error", (err) => zip.destroy(err));
-  source.pipe(zip);
-  try {
-    for await (const piece of zip as AsyncIterable<Buffer>) yield piece;
-  } finally {
-    source.destroy();
-    zip.destroy();
   }
 }
