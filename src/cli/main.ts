@@ -3,6 +3,8 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 
 import { createCommand } from "./create.js";
+import { listCommand } from "./list.js";
+import { restoreCommand, verifyCommand } from "./restore.js";
 import { EXIT_OK, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
 import { installInterruptHandlers } from "./interrupt.js";
 
@@ -13,6 +15,9 @@ export function buildProgram(): Command {
     .description("Encrypted, authenticated Qubes OS backups (format v4) that run anywhere")
     .version(version);
   program.addCommand(createCommand());
+  program.addCommand(listCommand());
+  program.addCommand(verifyCommand());
+  program.addCommand(restoreCommand());
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride();
     cmd.showHelpAfterError("(run with --help for usage)");

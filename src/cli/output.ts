@@ -4,7 +4,23 @@
  * the backup itself.
  */
 import type { BackupPlan, CreateEvent, CreateResult } from "../create/index.js";
+import type { RestoreEvent, RestoreReport } from "../restore/index.js";
 import { formatBytes } from "./units.js";
+
+/** Rows as aligned columns; the first row is the heading, `right` lists right-aligned columns. */
+export function renderTable(rows: readonly string[][], right: readonly number[] = [], footer?: string[]): string {
+  const all = footer ? [...rows, footer] : rows;
+  const widths = all[0]!.map((_, c) => Math.max(...all.map((r) => (r[c] ?? "").length)));
+  const line = (r: readonly string[]) =>
+    r
+      .map((cell, c) => (right.includes(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+      .join("  ")
+      .trimEnd();
+  const rule = widths.map((w) => "-".repeat(w)).join("  ");
+  const body = [line(rows[0]!), rule, ...rows.slice(1).map(line)];
+  if (footer) body.push(rule, line(footer));
+  return body.join("\n") + "\n";
+}
 
 export function summaryTable(plan: BackupPlan): string {
   const rows: string[][] = [["qube", "archived as", "type", "size"]];
@@ -17,12 +33,7 @@ export function summaryTable(plan: BackupPlan): string {
       total += file.estimate;
     }
   }
-  rows.push(["", "", "total", formatBytes(total)]);
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) =>
-    r.map((cell, c) => (c === r.length - 1 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join("  ");
-  const rule = widths.map((w) => "-".repeat(w)).join("  ");
-  return [line(rows[0]!), rule, ...rows.slice(1, -1).map(line), rule, line(rows[rows.length - 1]!)].join("\n") + "\n";
+  return renderTable(rows, [3], ["", "", "total", formatBytes(total)]);
 }
 
 /** A single self-updating line on a TTY, redrawn at most every 200 ms; nothing otherwise. */
@@ -87,4 +98,53 @@ export function resultLine(r: CreateResult, seconds: number): string {
     `qbackup: backup ${r.backupId} written to ${r.location}: ${formatBytes(r.bytesWritten)}, ` +
     `${r.members} members, ${seconds.toFixed(1)} s\n`
   );
+}
+
+/** Restore/verify progress per qube: bytes, rate and ETA against the qube's recorded size. */
+export class RestoreProgress {
+  private qube = "";
+  private qubeBytes = 0;
+  private qubeSize = 0;
+  private qubeStarted = Date.now();
+  private lastDraw = 0;
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  onEvent(e: RestoreEvent): void {
+    if (!this.stream.isTTY) return;
+    if (e.type === "qube-start") {
+      this.qube = e.qube;
+      this.qubeBytes = 0;
+      this.qubeSize = e.backupSize;
+      this.qubeStarted = Date.now();
+    } else if (e.type === "chunk") {
+      this.qubeBytes += e.bytes;
+    } else if (e.type === "qube-done") {
+      this.clear();
+      return;
+    } else return;
+    const now = Date.now();
+    if (now - this.lastDraw < 200) return;
+    this.lastDraw = now;
+    const rate = this.qubeBytes / Math.max((now - this.qubeStarted) / 1000, 0.001);
+    const left = Math.max(this.qubeSize - this.qubeBytes, 0);
+    const eta = rate > 0 ? `ETA ${Math.ceil(left / rate)} s` : "";
+    const text = `${this.qube}: ${formatBytes(this.qubeBytes)} of ~${formatBytes(this.qubeSize)}  ${formatBytes(rate)}/s  ${eta}`;
+    this.stream.write(`\r\x1b[K${text.slice(0, (this.stream.columns || 100) - 1)}`);
+  }
+
+  clear(): void {
+    if (this.stream.isTTY && this.lastDraw > 0) this.stream.write("\r\x1b[K");
+  }
+}
+
+export function restoreReportTable(report: RestoreReport): string {
+  const rows = [["qube", "result", "files", "stored", "where / problems"]];
+  for (const q of report.qubes) {
+    if (q.status === "not selected") continue;
+    const files = q.files.map((f) => f.name).join(", ") || "-";
+    const detail = [q.location, ...q.problems].filter((x): x is string => x !== undefined).join("; ") || "-";
+    rows.push([q.name, q.status, files, formatBytes(q.storedBytes), detail]);
+  }
+  return renderTable(rows, [3]);
 }

@@ -1,0 +1,119 @@
+/**
+ * `qbackup restore [options] BACKUP DESTDIR [QUBE...]` and `qbackup verify [options] BACKUP [QUBE...]`,
+ * with qvm-backup-restore's options where they apply.
+ */
+import { Command } from "commander";
+import { QbackupError } from "../errors.js";
+import { restoreBackup } from "../restore/index.js";
+import type { RestoreOptions, RestoreReport } from "../restore/index.js";
+import { EXIT_FAILURE, EXIT_OK } from "./exit.js";
+import { onInterrupt } from "./interrupt.js";
+import { RestoreProgress, restoreReportTable } from "./output.js";
+import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
+import type { ReadFlags } from "./read-options.js";
+
+interface RestoreFlags extends ReadFlags {
+  exclude: string[];
+  skipDom0Home?: boolean;
+  ignoreSizeLimit?: boolean;
+  verifyOnly?: boolean;
+  renameConflicting?: boolean;
+  keepComplete?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function restoreCommand(): Command {
+  const cmd = new Command("restore")
+    .description("restore qubes from a backup into DESTDIR/<qube>/ (volumes as sparse <volume>.img files)")
+    .usage("[options] BACKUP DESTDIR [QUBE...]   (with --source-command: DESTDIR [QUBE...])")
+    .argument("<args...>")
+    .option("-x, --exclude <qube>", "do not restore QUBE (repeatable)", collect, [])
+    .option("--skip-dom0-home", "do not restore the dom0 home directory")
+    .option("--ignore-size-limit", "accept more data than a qube's recorded backup-size")
+    .option("--verify-only", "verify the backup completely, write nothing (same as `qbackup verify`)")
+    .option("--rename-conflicting", "restore beside an existing DESTDIR/<qube> as <qube>-1, -2, …")
+    .option("--keep-complete", "keep each qube as soon as it is complete, even if a later part of the backup fails");
+  addReadOptions(cmd).addHelpText(
+    "after",
+    `
+Output: DESTDIR/<qube>/<volume>.img (holes kept), firewall.xml and notes.txt beside it, directory
+trees as DESTDIR/<qube>/<name>/, DESTDIR/<qube>/qube.json (class, label, template, netvm,
+properties, features, tags, devices), and the dom0 home as DESTDIR/dom0-home/<user>/.
+Every chunk is authenticated before any of its bytes is decompressed or parsed. Qubes are built
+under temporary names and appear only when the whole restore succeeded (with --keep-complete:
+each as soon as all of it was restored and verified). Existing files are never overwritten.
+
+Examples:
+  qbackup restore -p ~/.backup-pass /mnt/backups/qubes-backup-2026-11-22T153000 ~/restored work
+  qbackup restore --source-command 'ssh storage cat /srv/b/latest' ~/restored -x untrusted`,
+  );
+  return cmd.action(async (args: string[], flags: RestoreFlags) => {
+    const rest = [...args];
+    const backup = flags.sourceCommand === undefined ? rest.shift() : undefined;
+    const dest = flags.verifyOnly ? undefined : rest.shift();
+    if (!flags.verifyOnly && dest === undefined)
+      throw new QbackupError("ERR_USAGE", "restore needs BACKUP and DESTDIR");
+    process.exitCode = await runRestore(backup, dest, rest, flags);
+  });
+}
+
+export function verifyCommand(): Command {
+  const cmd = new Command("verify")
+    .description(
+      "authenticate every chunk and decompress and parse every archive, writing nothing; report what is missing",
+    )
+    .usage("[options] BACKUP [QUBE...]   (with --source-command: [QUBE...])")
+    .argument("[args...]")
+    .option("-x, --exclude <qube>", "do not verify QUBE (repeatable)", collect, [])
+    .option("--skip-dom0-home", "do not verify the dom0 home directory")
+    .option("--ignore-size-limit", "accept more data than a qube's recorded backup-size");
+  addReadOptions(cmd);
+  return cmd.action(async (args: string[], flags: RestoreFlags) => {
+    const rest = [...args];
+    const backup = flags.sourceCommand === undefined ? rest.shift() : undefined;
+    process.exitCode = await runRestore(backup, undefined, rest, { ...flags, verifyOnly: true });
+  });
+}
+
+async function runRestore(
+  backup: string | undefined,
+  dest: string | undefined,
+  qubes: string[],
+  flags: RestoreFlags,
+): Promise<number> {
+  const open = await openOptionsFrom(flags, backup);
+  const source = await openSource(backup, flags);
+  const progress = new RestoreProgress(process.stderr);
+  const options: RestoreOptions = {
+    ...open,
+    include: qubes,
+    exclude: flags.exclude,
+    skipDom0Home: flags.skipDom0Home === true,
+    ignoreSizeLimit: flags.ignoreSizeLimit === true,
+    verifyOnly: flags.verifyOnly === true,
+    renameConflicting: flags.renameConflicting === true,
+    keepComplete: flags.keepComplete === true,
+    ...(dest === undefined ? {} : { destDir: dest }),
+    onEvent: (e) => progress.onEvent(e),
+  };
+  const forget = onInterrupt(async () => {
+    progress.clear();
+    await source.close(true);
+  });
+  let report: RestoreReport;
+  try {
+    report = await restoreBackup(source, options);
+  } finally {
+    progress.clear();
+    forget();
+  }
+  process.stderr.write(`backup ${report.backupId}\n${restoreReportTable(report)}`);
+  if (!report.ok) {
+    process.stderr.write(
+      `qbackup: error: ${flags.verifyOnly ? "verification" : "restore"} incomplete: see the table above\n`,
+    );
+    return EXIT_FAILURE;
+  }
+  return EXIT_OK;
+}
