@@ -23,11 +23,17 @@ export interface CliOptions {
   /** Send this signal once `when()` becomes true (polled every 10 ms). */
   signal?: { name: NodeJS.Signals; when: () => boolean };
   timeoutMs?: number;
+  /** Extra environment variables (e.g. a PATH with fake tools first). */
+  env?: Record<string, string>;
 }
 
 export function runQbackup(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   const [cmd, ...pre] = [...(opts.wrapper ?? []), process.execPath, QBACKUP];
-  const child = spawn(cmd!, [...pre, ...args], { cwd: opts.cwd ?? REPO, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(cmd!, [...pre, ...args], {
+    cwd: opts.cwd ?? REPO,
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, ...opts.env },
+  });
   const stdout: Buffer[] = [];
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => stdout.push(d));

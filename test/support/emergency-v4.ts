@@ -67,6 +67,7 @@ export function emergencyRestoreV4(backupFile: string, workDir: string, passphra
   const firsts = listFiles(workDir)
     .filter((f) => f.endsWith(".000.enc"))
     .sort();
+  if (firsts.length === 0) throw new Error("no *.000.enc members: the backup holds no data");
   const files: EmergencyResult["files"] = [];
   for (const first of firsts) {
     const base = first.slice(0, -".000.enc".length);

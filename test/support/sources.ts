@@ -52,7 +52,7 @@ export function makeTree(root: string): void {
   }
   fs.mkdirSync(path.join(root, "empty-dir"));
   fs.symlinkSync("Documents/todo.txt", path.join(root, "todo-link"));
-  fs.symlinkSync("../../outside-target", path.join(root, "Documents/dangling-link"));
+  fs.symlinkSync("../missing-target", path.join(root, "Documents/dangling-link")); // dangling, but inside
   for (const rel of [
     ...files.map((f) => f[0]),
     "empty-dir",
