@@ -22,7 +22,21 @@ export type {
   SourceSpec,
 } from "./create/index.js";
 
+export { listBackup, openBackup, restoreBackup, selectQubes } from "./restore/index.js";
+export type {
+  BackupListing,
+  BackupQubeInfo,
+  ListedDomain,
+  OpenOptions,
+  QubeResult,
+  RestoreEvent,
+  RestoreOptions,
+  RestoreReport,
+} from "./restore/index.js";
+
 export type { BackupSink } from "./transport/sink.js";
+export type { ByteSource } from "./transport/source.js";
+export { commandSource, openFileSource, stdinSource } from "./transport/source.js";
 export { defaultBackupFileName, openFileSink, resolveLocalDestination, stdoutSink } from "./transport/local.js";
 export { readPassphrase } from "./runtime/passphrase.js";
 export type { PassphraseSource } from "./runtime/passphrase.js";

@@ -1,0 +1,97 @@
+/**
+ * What restore reads and decrypts: `list` stops after the manifest, and a selective restore from
+ * a file seeks over the other qubes' chunks without reading or decrypting them.
+ */
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { ContainerOpener } from "../../src/codec/scrypt/index.js";
+import { DEFAULT_KDF_LIMITS } from "../../src/codec/scrypt/index.js";
+import { listBackup, restoreBackup } from "../../src/restore/index.js";
+import { commandSource, openFileSource } from "../../src/transport/source.js";
+import { passphraseFile, runQbackup, tempDir, TEST_PASSPHRASE } from "../support/cli.js";
+import { prng, sha256File } from "../support/sources.js";
+
+const MiB = 1024 * 1024;
+let dir: string;
+let pass: string;
+beforeAll(() => {
+  dir = tempDir("qb-reads-");
+  pass = passphraseFile(dir);
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const options = () => ({ passphrase: TEST_PASSPHRASE, kdfLimits: DEFAULT_KDF_LIMITS });
+
+describe("list", () => {
+  it("reads less than 2 MiB of a backup with 100 MiB chunks, from a file and from a pipe", async () => {
+    const big = path.join(dir, "big.img");
+    fs.writeFileSync(big, prng("big", 120 * MiB)); // incompressible: the first chunk is a full 100 MiB
+    const backup = path.join(dir, "big.bin");
+    const made = await runQbackup(["create", "-y", "-p", pass, "--scrypt-logn", "10", backup, `big=${big}`]);
+    expect(made.status, made.stderr).toBe(0);
+    expect(fs.statSync(backup).size).toBeGreaterThan(120 * MiB);
+
+    const file = await openFileSource(backup);
+    const listing = await listBackup(file, options());
+    expect(listing.domains.find((d) => d.name === "big")).toMatchObject({ included: true, backupPath: "vm1/" });
+    expect(file.bytesRead).toBeLessThan(2 * MiB);
+
+    const pipe = commandSource(`cat '${backup}'`, 30_000);
+    await listBackup(pipe, options());
+    expect(pipe.bytesRead).toBeLessThan(2 * MiB);
+  });
+});
+
+describe("selective restore", () => {
+  it("never reads or decrypts the chunks of qubes that were not selected", async () => {
+    const files = ["a", "b", "c"].map((q) => {
+      const f = path.join(dir, `${q}.img`);
+      fs.writeFileSync(f, prng(q, 3 * MiB));
+      return f;
+    });
+    const backup = path.join(dir, "abc.bin");
+    const made = await runQbackup([
+      "create",
+      "-y",
+      "-p",
+      pass,
+      "--scrypt-logn",
+      "10",
+      "--chunk-size",
+      "256K",
+      backup,
+      `a=${files[0]}`,
+      `b=${files[1]}`,
+      `c=${files[2]}`,
+    ]);
+    expect(made.status, made.stderr).toBe(0);
+
+    const opened: string[] = [];
+    const original = ContainerOpener.create.bind(ContainerOpener);
+    const spy = vi.spyOn(ContainerOpener, "create").mockImplementation((header, passphrase, limits) => {
+      opened.push(Buffer.from(passphrase).toString("utf8"));
+      return original(header, passphrase, limits);
+    });
+    const source = await openFileSource(backup);
+    let report;
+    try {
+      report = await restoreBackup(source, { ...options(), include: ["b"], destDir: path.join(dir, "only-b") });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(report.ok).toBe(true);
+    expect(sha256File(path.join(dir, "only-b/b/private.img"))).toBe(sha256File(files[1]!));
+    // qube a is vm1/, b is vm2/, c is vm3/: only b's chunks (and the header, manifest) were opened
+    const ids = opened.map((s) => s.split("!").slice(0, -1).join("!"));
+    expect(ids.filter((s) => s.includes("vm1/") || s.includes("vm3/"))).toEqual([]);
+    const bMembers = execFileSync("tar", ["-i", "-tf", backup], { encoding: "utf8" })
+      .split("\n")
+      .filter((m) => m.startsWith("vm2/"));
+    expect(bMembers.length).toBeGreaterThan(1);
+    expect(ids.filter((s) => s.includes("vm2/private.img.")).length).toBe(bMembers.length);
+    // and their bytes were seeked over, not read
+    expect(source.bytesRead).toBeLessThan(fs.statSync(backup).size - 2 * 3 * MiB);
+  });
+});
