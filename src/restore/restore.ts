@@ -60,13 +60,18 @@ export interface RestoreOptions {
   onEvent?: (event: RestoreEvent) => void;
 }
 
-/** `discarded`: complete, but not kept because the restore as a whole failed (see keepComplete). */
-export type QubeStatus = "restored" | "verified" | "discarded" | "missing" | "failed" | "not selected";
+/**
+ * `incomplete`: its members were sound but something qubes.xml records is absent or differs (a
+ * volume, a volume's size); `discarded`: complete, but not kept because the restore as a whole
+ * failed (see keepComplete).
+ */
+export type QubeStatus = "restored" | "verified" | "incomplete" | "discarded" | "missing" | "failed" | "not selected";
 
 export interface QubeResult {
   name: string;
   status: QubeStatus;
-  files: Array<{ name: string; bytes: number }>;
+  /** What was restored: the file (or tree) name, its data bytes, and its size (files only). */
+  files: Array<{ name: string; bytes: number; size?: number }>;
   storedBytes: number;
   backupSize: number;
   location: string | undefined;
@@ -94,7 +99,7 @@ interface FileRun {
   base: string;
   next: number;
   channel: Channel<Buffer>;
-  consumer: Promise<{ name: string; bytes: number }>;
+  consumer: Promise<{ name: string; bytes: number; size?: number }>;
 }
 
 interface QubeRun {
@@ -172,7 +177,8 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
   let run: QubeRun | undefined;
   const finish = async (r: QubeRun) => {
     await finishQube(r);
-    if (options.verifyOnly || options.keepComplete) await publishQube(r, options, emit);
+    if (r.result.status === "incomplete") await r.output.abort();
+    else if (options.verifyOnly || options.keepComplete) await publishQube(r, options, emit);
     else waiting.push(r);
   };
 
@@ -220,7 +226,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
     const result = results.get(q)!;
     if (result.status === "missing") result.problems.push("no members in the backup");
   }
-  const ok = [...results.values()].every((q) => q.status !== "missing" && q.status !== "failed");
+  const ok = selected.every((q) => results.get(q)!.status === (options.verifyOnly ? "verified" : "restored"));
   if (ok) for (const r of waiting) await publishQube(r, options, emit);
   else await discard(waiting);
   return { backupId: opened.backupId, qubes: [...results.values()], ok };
@@ -400,7 +406,7 @@ async function consumeFile(
   base: string,
   chunks: AsyncIterable<Buffer>,
   decompression: Decompression,
-): Promise<{ name: string; bytes: number }> {
+): Promise<{ name: string; bytes: number; size?: number }> {
   const { info, output } = run;
   const what = `archive of ${base}`;
   const rootRel = info.dom0User !== undefined ? "" : base.slice(info.backupPath.length);
@@ -412,6 +418,7 @@ async function consumeFile(
   };
   let kind: "file" | "directory" | undefined;
   let bytes = 0;
+  let size = 0;
   for await (const { entry, data } of readInnerTar(decompress(chunks, decompression, what))) {
     const rel = relOf(entry.path);
     if (kind === undefined) {
@@ -422,6 +429,7 @@ async function consumeFile(
         );
       }
       kind = entry.type;
+      size = entry.size;
     } else if (kind === "file") {
       throw new QbackupError("ERR_TAR_MALFORMED", `${what} holds more than the single file ${base}`);
     }
@@ -429,7 +437,8 @@ async function consumeFile(
     bytes += await output.place(rel, entry, data, linkRel);
   }
   if (kind === undefined) throw new QbackupError("ERR_TAR_MALFORMED", `${what} is empty`);
-  return { name: rootRel === "" ? path.posix.basename(base) : rootRel, bytes };
+  const name = rootRel === "" ? path.posix.basename(base) : rootRel;
+  return kind === "file" ? { name, bytes, size } : { name, bytes };
 }
 
 /** Everything of the qube was read: end its last file, check it, and write qube.json. */
@@ -449,7 +458,7 @@ async function finishQube(run: QubeRun): Promise<void> {
   if (info.dom0User === undefined) {
     await output.writeMetadata(METADATA_FILE, `${JSON.stringify(qubeMetadata(info, result), null, 2)}\n`);
   }
-  result.status = output.dryRun ? "verified" : "restored";
+  result.status = result.problems.length > 0 ? "incomplete" : output.dryRun ? "verified" : "restored";
 }
 
 async function publishQube(run: QubeRun, options: RestoreOptions, emit: (e: RestoreEvent) => void): Promise<void> {

@@ -4,6 +4,7 @@
  * its own error code (or be reported incomplete), and nothing may exist in DESTDIR afterwards:
  * no qube under its final name, no temporary directory either.
  */
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -129,5 +130,35 @@ describe("tampered backups", () => {
       expect(r.stderr, name).toMatch(message);
       expect(fs.existsSync(dest) ? fs.readdirSync(dest) : []).toEqual([]);
     }
+  });
+});
+
+describe("what the manifest records but the backup lacks", () => {
+  it("a qube whose listed volume is absent is incomplete: verify and restore fail, nothing is published", async () => {
+    const build = buildReferenceV4(path.join(dir, "ref-novol"), { scryptArgs: ["--logN", "10", "-r", "8", "-p", "1"] });
+    const x = path.join(dir, "novol-x");
+    fs.mkdirSync(x);
+    execFileSync("tar", ["-i", "-xf", build.backupFile, "-C", x]);
+    const stripped = path.join(dir, "novol.bin");
+    const parts = build.members
+      .map((m) => m.name)
+      .filter((n) => !n.startsWith("vm5/private.img."))
+      .map((n) => execFileSync("tar", ["-cO", "--posix", "-C", x, n]));
+    fs.writeFileSync(stripped, Buffer.concat(parts));
+    const pass = passphraseFile(dir, FIXTURE_PASSPHRASE);
+
+    const v = await runQbackup(["verify", "-p", pass, stripped]);
+    expect(v.status).toBe(1);
+    expect(v.stderr).toMatch(
+      /^work\s+incomplete\s+firewall\.xml, notes\.txt\s+.*volume private is listed in qubes\.xml but vm5\/private\.img is not in the backup/m,
+    );
+    expect(v.stderr).toMatch(/^dom0\s+verified/m);
+    expect(v.stderr).toMatch(/^qbackup: error: verification incomplete: see the table above$/m);
+
+    const dest = path.join(dir, "novol-restored");
+    const r = await runQbackup(["restore", "-p", pass, stripped, dest]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^dom0\s+discarded/m);
+    expect(fs.readdirSync(dest, { recursive: true })).toEqual([]);
   });
 });
