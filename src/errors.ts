@@ -58,3 +58,19 @@ export function systemErrorCode(err: unknown): string | undefined {
   if (typeof err === "object" && err !== null && "code" in err && typeof err.code === "string") return err.code;
   return undefined;
 }
+
+/** A failed write to a destination, as one line naming where: full, missing, not writable, or other. */
+export function destinationError(err: unknown, where: string): QbackupError {
+  if (err instanceof QbackupError) return err;
+  const code = systemErrorCode(err);
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new QbackupError("ERR_DEST_FULL", `destination full: no space left writing ${where}`, { cause: err });
+  }
+  if (code === "EEXIST") return new QbackupError("ERR_DEST_EXISTS", `${where} already exists`, { cause: err });
+  if (code === "ENOENT") return new QbackupError("ERR_DEST", `destination ${where} does not exist`, { cause: err });
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new QbackupError("ERR_DEST", `destination ${where} is not writable (${code})`, { cause: err });
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  return new QbackupError("ERR_DEST", `cannot write destination ${where}: ${detail}`, { cause: err });
+}

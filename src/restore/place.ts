@@ -19,7 +19,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { isAllZero } from "../codec/tar/index.js";
 import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
-import { QbackupError, systemErrorCode } from "../errors.js";
+import { QbackupError, destinationError } from "../errors.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
@@ -267,14 +267,4 @@ async function writeSkippingZeros(handle: fs.FileHandle, piece: DataPiece, file:
       throw destinationError(err, file);
     });
   }
-}
-
-export function destinationError(err: unknown, where: string): QbackupError {
-  if (err instanceof QbackupError) return err;
-  const code = systemErrorCode(err);
-  if (code === "ENOSPC" || code === "EDQUOT")
-    return new QbackupError("ERR_DEST_FULL", `destination full: no space left writing ${where}`, { cause: err });
-  if (code === "EEXIST") return new QbackupError("ERR_DEST_EXISTS", `${where} already exists`, { cause: err });
-  const detail = err instanceof Error ? err.message : String(err);
-  return new QbackupError("ERR_DEST", `cannot write ${where}: ${detail}`, { cause: err });
 }

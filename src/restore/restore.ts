@@ -27,7 +27,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { readInnerTar } from "../codec/tar/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
-import { QbackupError } from "../errors.js";
+import { QbackupError, destinationError } from "../errors.js";
 import { ENC_SUFFIX, chunkNumber, chunkMemberName, chunkPassphraseString } from "../format/names.js";
 import { Channel } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
@@ -37,7 +37,7 @@ import type { Decompression } from "./decompress.js";
 import { openBackup } from "./open.js";
 import type { BackupQubeInfo, OpenedBackup } from "./open.js";
 import type { OuterMember } from "./outer-reader.js";
-import { OutputDirectory, destinationError } from "./place.js";
+import { OutputDirectory } from "./place.js";
 
 export interface RestoreOptions {
   passphrase: string;

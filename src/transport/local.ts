@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { QbackupError, systemErrorCode } from "../errors.js";
+import { QbackupError, destinationError, systemErrorCode } from "../errors.js";
 import type { BackupSink } from "./sink.js";
 
 /** `qubes-backup-2026-11-22T153000`, the name qvm-backup gives a backup in a directory. */
@@ -43,20 +43,8 @@ async function statOrUndefined(
     return await statFn(p);
   } catch (err) {
     if (systemErrorCode(err) === "ENOENT" || systemErrorCode(err) === "ENOTDIR") return undefined;
-    throw destError(err, p);
+    throw destinationError(err, p);
   }
-}
-
-export function destError(err: unknown, where: string): QbackupError {
-  if (err instanceof QbackupError) return err;
-  const code = systemErrorCode(err);
-  if (code === "ENOSPC" || code === "EDQUOT")
-    return new QbackupError("ERR_DEST_FULL", `destination full: no space left writing ${where}`, { cause: err });
-  if (code === "ENOENT") return new QbackupError("ERR_DEST", `destination ${where} does not exist`, { cause: err });
-  if (code === "EACCES" || code === "EPERM" || code === "EROFS")
-    return new QbackupError("ERR_DEST", `destination ${where} is not writable (${code})`, { cause: err });
-  const detail = err instanceof Error ? err.message : String(err);
-  return new QbackupError("ERR_DEST", `cannot write destination ${where}: ${detail}`, { cause: err });
 }
 
 /** A new file at `finalPath`, written as `.<name>.partial-<random>` beside it until commit. */
@@ -66,7 +54,7 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
   const handle = await fs
     .open(tempPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600)
     .catch((err: unknown) => {
-      throw destError(err, finalPath);
+      throw destinationError(err, finalPath);
     });
   let state: "open" | "committed" | "aborted" = "open";
 
@@ -83,7 +71,7 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
       let off = 0;
       while (off < data.length) {
         const { bytesWritten } = await handle.write(data, off, data.length - off).catch((err: unknown) => {
-          throw destError(err, finalPath);
+          throw destinationError(err, finalPath);
         });
         off += bytesWritten;
       }
@@ -98,7 +86,7 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
         state = "committed";
       } catch (err) {
         await abort();
-        throw destError(err, finalPath);
+        throw destinationError(err, finalPath);
       }
     },
     abort,
@@ -147,13 +135,13 @@ export function stdoutSink(stream: NodeJS.WriteStream = process.stdout): BackupS
   return {
     location: "-",
     write(data) {
-      if (failure !== undefined) return Promise.reject(destError(failure, "stdout"));
+      if (failure !== undefined) return Promise.reject(destinationError(failure, "stdout"));
       return new Promise((resolve, reject) => {
-        stream.write(data, (err) => (err ? reject(destError(err, "stdout")) : resolve()));
+        stream.write(data, (err) => (err ? reject(destinationError(err, "stdout")) : resolve()));
       });
     },
     async commit() {
-      if (failure !== undefined) throw destError(failure, "stdout");
+      if (failure !== undefined) throw destinationError(failure, "stdout");
     },
     async abort() {},
   };

@@ -10,6 +10,25 @@ import { QbackupError } from "../../errors.js";
 import { BLOCK_SIZE, NAME_FIELD_SIZE, PREFIX_FIELD_SIZE, LINKNAME_FIELD_SIZE } from "./header.js";
 import type { PaxRecord } from "./pax.js";
 import type { Region } from "./sparse.js";
+import {
+  F_NAME,
+  F_MODE,
+  F_UID,
+  F_GID,
+  F_SIZE,
+  F_MTIME,
+  F_CHKSUM,
+  F_TYPEFLAG,
+  F_LINKNAME,
+  F_MAGIC,
+  F_UNAME,
+  F_GNAME,
+  F_PREFIX,
+  OWNER_FIELD_SIZE,
+  SMALL_NUMERIC_FIELD,
+  LARGE_NUMERIC_FIELD,
+  CHKSUM_FIELD_SIZE,
+} from "./layout.js";
 
 /** Which header layout a block uses, from its magic/version bytes. */
 export type HeaderFormat = "ustar" | "gnu" | "v7";
@@ -43,24 +62,7 @@ export interface DecodedHeader {
   oldGnuSparse?: OldGnuSparseHeader;
 }
 
-// Field offsets and sizes (spec Appendix A; old GNU layout from GNU tar's tar.h).
-const F_NAME = 0;
-const F_MODE = 100;
-const F_UID = 108;
-const F_GID = 116;
-const F_SIZE = 124;
-const F_MTIME = 136;
-const F_CHKSUM = 148;
-const F_TYPEFLAG = 156;
-const F_LINKNAME = 157;
-const F_MAGIC = 257;
-const F_UNAME = 265;
-const F_GNAME = 297;
-const F_PREFIX = 345;
-const OWNER_FIELD_SIZE = 32;
-const SMALL_NUMERIC_FIELD = 8;
-const LARGE_NUMERIC_FIELD = 12;
-const CHKSUM_FIELD_SIZE = 8;
+// Old GNU sparse layout (GNU tar's tar.h); the common fields are in layout.ts.
 const MAGIC_AND_VERSION_SIZE = 8;
 /** old GNU: 4 sparse entries at 386, isextended at 482, realsize at 483 */
 const F_GNU_SPARSE = 386;

@@ -7,6 +7,27 @@
 
 import { Buffer } from "node:buffer";
 import { QbackupError } from "../../errors.js";
+import {
+  F_NAME,
+  F_MODE,
+  F_UID,
+  F_GID,
+  F_SIZE,
+  F_MTIME,
+  F_CHKSUM,
+  F_TYPEFLAG,
+  F_LINKNAME,
+  F_MAGIC,
+  F_VERSION,
+  F_UNAME,
+  F_GNAME,
+  F_DEVMAJOR,
+  F_DEVMINOR,
+  F_PREFIX,
+  SMALL_NUMERIC_FIELD,
+  LARGE_NUMERIC_FIELD,
+  CHKSUM_FIELD_SIZE,
+} from "./layout.js";
 
 export const BLOCK_SIZE = 512;
 /** GNU tar's default record: blocking factor 20 × 512. */
@@ -24,26 +45,6 @@ export const MAX_OCTAL_7 = 0o7777777;
 /** Largest value of a 12-byte octal field (11 digits + NUL): size, mtime. 8 GiB - 1. */
 export const MAX_OCTAL_11 = 0o77777777777;
 
-// Field offsets and sizes (spec Appendix A).
-const F_NAME = 0;
-const F_MODE = 100;
-const F_UID = 108;
-const F_GID = 116;
-const F_SIZE = 124;
-const F_MTIME = 136;
-const F_CHKSUM = 148;
-const F_TYPEFLAG = 156;
-const F_LINKNAME = 157;
-const F_MAGIC = 257;
-const F_VERSION = 263;
-const F_UNAME = 265;
-const F_GNAME = 297;
-const F_DEVMAJOR = 329;
-const F_DEVMINOR = 337;
-const F_PREFIX = 345;
-const SMALL_NUMERIC_FIELD = 8;
-const LARGE_NUMERIC_FIELD = 12;
-const CHKSUM_FIELD_SIZE = 8;
 const CHKSUM_DIGITS = 6;
 const ASCII_SPACE = 0x20;
 const MAX_ASCII = 0x7f;
