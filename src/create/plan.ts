@@ -58,6 +58,8 @@ const DEFAULT_VOLUME = "private";
 /** Volume and archive names become file names in the backup and on restore: keep them plain. */
 const FILE_LABEL = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOM0_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** Restore writes its own metadata under this name beside a qube's files. */
+const RESERVED_FILE_LABELS = new Set(["qube.json"]);
 
 /** Parse `NAME=PATH` or `NAME:VOLUME=PATH`. */
 export function parseSourceSpec(arg: string): SourceSpec {
@@ -135,7 +137,7 @@ async function planFile(
 ): Promise<PlannedFile> {
   if (st.isDirectory()) {
     const label = spec.volume ?? path.basename(path.resolve(spec.path));
-    if (!FILE_LABEL.test(label)) {
+    if (!FILE_LABEL.test(label) || RESERVED_FILE_LABELS.has(label)) {
       throw new QbackupError("ERR_USAGE", `directory name '${label}' cannot be an archive name`, {
         hint: `name it explicitly: ${spec.qube}:NAME=${spec.path}`,
       });

@@ -48,6 +48,8 @@ export class OutputDirectory {
   private readonly kinds = new Map<string, Kind>([["", "directory"]]);
   private readonly symlinks = new Map<string, string>();
   private readonly dirMeta = new Map<string, { mode: number; mtime: number }>();
+  /** Directories created because an entry needed a parent; their own entry may still come. */
+  private readonly implicitDirs = new Set<string>([""]);
   private state: "open" | "committed" | "aborted" = "open";
 
   private constructor(
@@ -82,6 +84,7 @@ export class OutputDirectory {
     await this.ensureDirectory(path.posix.dirname(rel) === "." ? "" : path.posix.dirname(rel), what);
     if (!this.dryRun) await fs.mkdir(this.abs(rel), { mode: 0o700 });
     this.kinds.set(rel, "directory");
+    this.implicitDirs.add(rel);
   }
 
   /** Place one archive entry at `rel` (relative to this directory). */
@@ -91,13 +94,14 @@ export class OutputDirectory {
     const parent = rel === "" ? undefined : path.posix.dirname(rel) === "." ? "" : path.posix.dirname(rel);
     if (parent !== undefined) await this.ensureDirectory(parent, what);
     const existing = this.kinds.get(rel);
-    if (existing !== undefined && !(rel === "" && entry.type === "directory" && !this.dirMeta.has(""))) {
+    const describesImplicitDir = entry.type === "directory" && this.implicitDirs.delete(rel);
+    if (existing !== undefined && !describesImplicitDir) {
       throw new QbackupError("ERR_TAR_MALFORMED", `${what} appears twice`);
     }
     const mtime = entry.mtime;
     switch (entry.type) {
       case "directory":
-        if (rel !== "" && !this.dryRun) await fs.mkdir(this.abs(rel), { mode: 0o700 });
+        if (existing === undefined && !this.dryRun) await fs.mkdir(this.abs(rel), { mode: 0o700 });
         this.kinds.set(rel, "directory");
         this.dirMeta.set(rel, { mode: entry.mode & 0o1777, mtime });
         return drain(data);
