@@ -4,7 +4,7 @@
  *
  *   import { planBackup, parseSourceSpec, createBackup, openFileSink } from "qbackup";
  *   const plan = await planBackup([parseSourceSpec("work=/path/private.img")]);
- *   await createBackup(plan, { sink: await openFileSink("b.bin"), passphrase, compression: { kind: "gzip", level: 6 },
+ *   await createBackup(plan, { sink: await openFileSink("b.bin"), passphrase, compression: { kind: "gzip", level: 1, jobs: 2 },
  *                              chunkSize: 100 * 1024 * 1024, scrypt: { logN: 19, r: 8, p: 1 } });
  */
 export { QbackupError, isQbackupError } from "./errors.js";

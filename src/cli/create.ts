@@ -1,5 +1,6 @@
 /** `qbackup create [options] DEST SOURCE...` — the qvm-backup of qbackup. */
 import { Command, Option } from "commander";
+import { availableParallelism } from "node:os";
 import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup } from "../create/index.js";
 import type { Compression } from "../create/index.js";
 import { QbackupError } from "../errors.js";
@@ -32,6 +33,8 @@ interface CreateFlags {
   scryptLogn: string;
   backupId?: string;
   yes?: boolean;
+  jobs: string;
+  compressLevel: string;
 }
 
 export function createCommand(): Command {
@@ -43,6 +46,8 @@ export function createCommand(): Command {
     .option("--passphrase-command <cmd>", "run CMD (with sh -c); its output is the passphrase")
     .option("-Z, --compress-filter <prog>", "compress with PROG (gzip, bzip2, xz, zstd, pigz, pbzip2, lzma, zstdmt)")
     .option("--no-compress", "do not compress")
+    .option("--compress-level <n>", "gzip level, 1 (fast) to 9 (small)", String(DEFAULT_GZIP_LEVEL))
+    .option("-j, --jobs <n>", "cores to use for compression and key derivation", String(availableParallelism()))
     .option("--chunk-size <size>", "bytes per chunk, with K/M/G binary suffixes", "100M")
     .option(
       "--scrypt-logn <n>",
@@ -79,7 +84,8 @@ Examples:
 }
 
 async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags): Promise<number> {
-  const compression = compressionFrom(flags);
+  const jobs = parseInteger(flags.jobs, "--jobs", 1, 64);
+  const compression = compressionFrom(flags, jobs);
   const chunkSize = parseSize(flags.chunkSize, "--chunk-size");
   if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
     throw new QbackupError(
@@ -124,6 +130,7 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
       compression,
       chunkSize,
       scrypt: { logN, r: 8, p: 1 },
+      jobs,
       ...(flags.backupId === undefined ? {} : { backupId: flags.backupId }),
       onEvent: (e) => progress.onEvent(e),
     });
@@ -136,13 +143,14 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
   }
 }
 
-function compressionFrom(flags: CreateFlags): Compression {
+function compressionFrom(flags: CreateFlags, jobs: number): Compression {
   if (flags.compressFilter !== undefined && !flags.compress) {
     throw new QbackupError("ERR_USAGE", "--compress-filter and --no-compress exclude each other");
   }
   if (!flags.compress) return { kind: "none" };
-  if (flags.compressFilter === undefined || flags.compressFilter === "gzip")
-    return { kind: "gzip", level: DEFAULT_GZIP_LEVEL };
+  if (flags.compressFilter === undefined || flags.compressFilter === "gzip") {
+    return { kind: "gzip", level: parseInteger(flags.compressLevel, "--compress-level", 1, 9), jobs };
+  }
   const program = resolveFilterProgram(flags.compressFilter);
   return { kind: "filter", name: flags.compressFilter, program };
 }

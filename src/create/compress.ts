@@ -1,18 +1,22 @@
 /**
- * Compression stage: one compressed stream per archived file (spec §4.4), gzip in-process via
- * node:zlib, or an allowlisted external filter program, or none.
+ * Compression stage: one compressed stream per archived file (spec §4.4): gzip in-process on
+ * several cores (parallel-gzip.ts), or an allowlisted external filter program, or none.
  */
-import { createGzip } from "node:zlib";
 import { runFilter } from "../runtime/filters.js";
-import { through } from "../runtime/streams.js";
+import { parallelGzip } from "./parallel-gzip.js";
 
 export type Compression =
   | { kind: "none" }
-  | { kind: "gzip"; level: number }
+  /** `jobs`: blocks compressed at once (see parallel-gzip.ts). */
+  | { kind: "gzip"; level: number; jobs: number }
   /** `program` is the resolved path of an allowlisted filter; `name` goes into the header. */
   | { kind: "filter"; name: string; program: string };
 
-export const DEFAULT_GZIP_LEVEL = 6;
+/**
+ * Measured on the benchmark's text-like and binary-like data: level 1 compresses 4.6× (text)
+ * and 2.6× (binary) faster than level 6, for output about 15% (text) and 5% (binary) larger.
+ */
+export const DEFAULT_GZIP_LEVEL = 1;
 
 /** The `compressed` / `compression-filter` pair for the backup header (REF-W writes gzip when off). */
 export function headerCompressionFields(c: Compression): { compressed: boolean; compressionFilter: string } {
@@ -31,7 +35,7 @@ export function compress(input: AsyncIterable<Buffer>, c: Compression): AsyncIte
     case "none":
       return input;
     case "gzip":
-      return through(input, createGzip({ level: c.level }));
+      return parallelGzip(input, { level: c.level, jobs: c.jobs });
     case "filter":
       return runFilter(c.program, [], input);
   }

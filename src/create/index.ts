@@ -69,6 +69,8 @@ export interface CreateOptions {
   chunkSize: number;
   scrypt: ScryptParams;
   backupId?: string;
+  /** Chunks whose keys are derived at once (each KDF holds 128·r·N bytes); default 1. */
+  jobs?: number;
   onEvent?: (event: CreateEvent) => void;
   signal?: AbortSignal;
 }
@@ -156,6 +158,7 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
         fileStored += await member(chunkMemberName(file.fileBase, chunk.index), container);
         chunks++;
       }
+      sealer.discard(file.fileBase);
       stored += fileStored;
       emit({ type: "file-done", qube: qube.name, file: file.fileBase, chunks, storedBytes: fileStored });
     }

@@ -17,11 +17,24 @@ interface PendingKeys {
 export class ChunkSealer {
   private readonly pending = new Map<string, PendingKeys>();
 
+  /** KDFs started for chunks that never came (the file compressed better than estimated). */
+  discard(fileBase: string): void {
+    for (const id of this.pending.keys()) if (id.startsWith(`${fileBase}\0`)) this.pending.delete(id);
+  }
+
   constructor(
     private readonly backupId: string,
     private readonly passphrase: string,
     private readonly params: ScryptParams,
   ) {}
+
+  /**
+   * Start deriving the keys of chunk `index` of `fileBase`, and of up to `ahead` following
+   * chunks the file is expected to have (`expectedChunks`), so that several KDFs run at once.
+   */
+  prepareAhead(fileBase: string, index: number, ahead: number, expectedChunks: number): void {
+    for (let i = index; i <= index + ahead && (i === index || i < expectedChunks); i++) this.prepare(fileBase, i);
+  }
 
   /** Start deriving the keys of chunk `index` of `fileBase`. Idempotent. */
   prepare(fileBase: string, index: number): void {

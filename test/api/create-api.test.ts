@@ -50,7 +50,7 @@ it("writes a backup whose header, manifest and sizes satisfy the reference reade
   const result = await createBackup(plan, {
     sink,
     passphrase,
-    compression: { kind: "gzip", level: 6 },
+    compression: { kind: "gzip", level: 6, jobs: 2 },
     chunkSize: 64 * 1024,
     scrypt: { logN: 10, r: 8, p: 1 },
   });

@@ -3,8 +3,13 @@
  * directories, regular files and symlinks stored as they are (never followed), with modes,
  * mtimes and owner names. Entries are walked in sorted order so archives are reproducible.
  * Other file types (sockets, fifos, devices) are skipped with a warning.
+ *
+ * The walk and small files use synchronous calls: a home directory has tens of thousands of
+ * small files, and a threadpool round trip per open/stat/read/close costs more than the read
+ * itself (1 ms vs ~20 µs per file here); compression keeps running on the threadpool meanwhile.
  */
 import type { Dirent, Stats } from "node:fs";
+import * as fsSync from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { encodeTreeEntryHeader, endOfArchive, paddingFor } from "../../codec/tar/index.js";
@@ -14,6 +19,8 @@ import { groupName, userName } from "./owners.js";
 import type { SourceProgress } from "./volume.js";
 
 const READ_SIZE = 1024 * 1024;
+/** Files up to this size are read with one synchronous read. */
+const SMALL_FILE = 256 * 1024;
 /** Per entry, for the summary's estimate: a header block and, often, a pax header. */
 const ENTRY_OVERHEAD_ESTIMATE = 1024;
 
@@ -27,26 +34,28 @@ interface Visit {
   stats: Stats;
 }
 
+function sync<T>(p: string, call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw sourceError(err, p);
+  }
+}
+
 /** Depth-first, parents before children, names sorted bytewise. */
-async function* walk(root: string, archiveRoot: string): AsyncGenerator<Visit> {
-  const rootStats = await fs.lstat(root).catch((err: unknown) => {
-    throw sourceError(err, root);
-  });
+function* walk(root: string, archiveRoot: string): Generator<Visit> {
+  const rootStats = sync(root, () => fsSync.lstatSync(root));
   yield { fsPath: root, archivePath: archiveRoot, stats: rootStats };
   if (rootStats.isDirectory()) yield* walkChildren(root, archiveRoot);
 }
 
-async function* walkChildren(dir: string, archiveDir: string): AsyncGenerator<Visit> {
-  const entries: Dirent[] = await fs.readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
-    throw sourceError(err, dir);
-  });
+function* walkChildren(dir: string, archiveDir: string): Generator<Visit> {
+  const entries: Dirent[] = sync(dir, () => fsSync.readdirSync(dir, { withFileTypes: true }));
   entries.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   for (const entry of entries) {
     const fsPath = path.join(dir, entry.name);
     const archivePath = `${archiveDir}/${entry.name}`;
-    const stats = await fs.lstat(fsPath).catch((err: unknown) => {
-      throw sourceError(err, fsPath);
-    });
+    const stats = sync(fsPath, () => fsSync.lstatSync(fsPath));
     yield { fsPath, archivePath, stats };
     if (stats.isDirectory()) yield* walkChildren(fsPath, archivePath);
   }
@@ -55,14 +64,14 @@ async function* walkChildren(dir: string, archiveDir: string): AsyncGenerator<Vi
 /** Allocated bytes of the tree plus header overhead: the figure the summary shows. */
 export async function estimateTree(root: string): Promise<number> {
   let total = 0;
-  for await (const { stats } of walk(root, ".")) {
+  for (const { stats } of walk(root, ".")) {
     total += ENTRY_OVERHEAD_ESTIMATE + (stats.isFile() ? Math.min(Number(stats.blocks) * 512, stats.size) : 0);
   }
   return total;
 }
 
 export async function* treeArchive(root: string, archiveRoot: string, progress: TreeProgress): AsyncGenerator<Buffer> {
-  for await (const visit of walk(root, archiveRoot)) {
+  for (const visit of walk(root, archiveRoot)) {
     const { stats } = visit;
     const base = {
       path: visit.archivePath,
@@ -76,9 +85,7 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
     if (stats.isDirectory()) {
       yield encodeTreeEntryHeader({ ...base, type: "directory", size: 0 });
     } else if (stats.isSymbolicLink()) {
-      const linkname = await fs.readlink(visit.fsPath).catch((err: unknown) => {
-        throw sourceError(err, visit.fsPath);
-      });
+      const linkname = sync(visit.fsPath, () => fsSync.readlinkSync(visit.fsPath));
       yield encodeTreeEntryHeader({ ...base, type: "symlink", size: 0, linkname });
     } else if (stats.isFile()) {
       const entry: TreeEntry = { ...base, type: "file", size: stats.size };
@@ -95,6 +102,10 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
 
 /** Exactly `size` bytes: a file that grew is cut at the size in its header, one that shrank is padded with zeros. */
 async function* fileContent(file: string, size: number, progress: TreeProgress): AsyncGenerator<Buffer> {
+  if (size <= SMALL_FILE) {
+    yield smallFileContent(file, size, progress);
+    return;
+  }
   const handle = await fs.open(file, "r").catch((err: unknown) => {
     throw sourceError(err, file);
   });
@@ -117,5 +128,25 @@ async function* fileContent(file: string, size: number, progress: TreeProgress):
     }
   } finally {
     await handle.close();
+  }
+}
+
+function smallFileContent(file: string, size: number, progress: TreeProgress): Buffer {
+  const content = Buffer.alloc(size);
+  const fd = sync(file, () => fsSync.openSync(file, "r"));
+  try {
+    let done = 0;
+    while (done < size) {
+      const n = sync(file, () => fsSync.readSync(fd, content, done, size - done, done));
+      if (n === 0) {
+        progress.warning(`${file} shrank while it was being backed up; padded with zeros`);
+        break;
+      }
+      done += n;
+    }
+    progress.read(done);
+    return content;
+  } finally {
+    fsSync.closeSync(fd);
   }
 }

@@ -1,0 +1,209 @@
+/**
+ * `npm run bench [-- --quick]`: qbackup against the reference pipelines, measured in one run on
+ * one data set, alternating between the two so machine noise hits both.
+ *
+ *   create   qbackup at its defaults      vs  tar --sparse | gzip | split | stock scrypt enc (reference-create.sh)
+ *   create   both at logN 20, r 8, p 1
+ *   restore  qbackup vs the emergency procedure (tar -i, scrypt dec, gzip -d | tar), on the
+ *            reference backup; and qbackup on its own default backup
+ *   list     qbackup on its default backup
+ *
+ * Every qbackup run reports peak RSS (GNU time) and the bytes it left in an empty TMPDIR; every
+ * backup qbackup makes is restored with the emergency procedure and compared with the source.
+ * Results: a table on stdout and bench/out/results[-quick].json. --quick is the small smoke
+ * version CI runs (small data set, cheap KDF everywhere).
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import { availableParallelism } from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { emergencyRestoreV4 } from "../test/support/emergency-v4.js";
+import { sha256File, snapshotTree } from "../test/support/sources.js";
+import { FULL, QUICK, ensureDataset } from "./dataset.js";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "..");
+const QBACKUP = path.join(REPO, "bin/qbackup.js");
+const MiB = 1024 * 1024;
+const quick = process.argv.includes("--quick");
+const OUT = path.join(HERE, "out");
+const PASSPHRASE = "benchmark passphrase";
+
+interface Run {
+  name: string;
+  seconds: number;
+  peakRssMiB?: number;
+  tempBytes?: number;
+}
+
+function timed(name: string, argv: string[], env: Record<string, string> = {}): Run {
+  const tmp = fs.mkdtempSync(path.join(OUT, "tmp-"));
+  const started = performance.now();
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", ...argv], {
+    env: { ...process.env, TMPDIR: tmp, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+    maxBuffer: 64 * MiB,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const stderr = r.stderr.toString();
+  if (r.status !== 0)
+    throw new Error(`${name} failed (${r.status}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  const peakRssMiB = Number(stderr.trim().split("\n").pop()) / 1024;
+  const tempBytes =
+    fs.readdirSync(tmp, { recursive: true }).length === 0
+      ? 0
+      : Number(spawnSync("du", ["-sb", tmp]).stdout.toString().split("\t")[0]);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const run = { name, seconds, peakRssMiB, tempBytes };
+  console.error(`  ${name}: ${seconds.toFixed(1)} s, peak RSS ${peakRssMiB.toFixed(0)} MiB`);
+  return run;
+}
+
+function timedInProcess(name: string, work: () => void): Run {
+  const started = performance.now();
+  work();
+  const seconds = (performance.now() - started) / 1000;
+  console.error(`  ${name}: ${seconds.toFixed(1)} s`);
+  return { name, seconds };
+}
+
+function main(): void {
+  fs.mkdirSync(OUT, { recursive: true });
+  const spec = quick ? QUICK : FULL;
+  console.error(`data set (${quick ? "quick" : "full"}): generating or reusing ${path.join(OUT, "data")}`);
+  const data = ensureDataset(path.join(OUT, "data"), spec);
+  const passFile = path.join(OUT, "passphrase");
+  fs.writeFileSync(passFile, `${PASSPHRASE}\n`, { mode: 0o600 });
+  const home = path.join(OUT, "home-link");
+  fs.rmSync(home, { force: true });
+  fs.symlinkSync(data.files, home); // the dom0 home's name in both backups: "home-link"
+  const work = fs.mkdtempSync(path.join(OUT, "work-"));
+  const p = (name: string) => path.join(work, name);
+
+  // KDF settings: the tools' own defaults, or cheap ones for the quick smoke run
+  const stock = quick ? "--logN 12 -r 8 -p 1" : "";
+  const qbDefault = quick ? ["--scrypt-logn", "12"] : [];
+  const equal = quick ? 12 : 20;
+
+  const qb = (...args: string[]) => [process.execPath, QBACKUP, ...args];
+  const refCreate = (out: string, scryptArgs: string) =>
+    [
+      ["bash", path.join(HERE, "reference-create.sh"), out, passFile, data.image, home],
+      { SCRYPT_ARGS: scryptArgs },
+    ] as const;
+  const sources = [`vm=${data.image}`, `dom0:home-link=${data.files}`];
+
+  console.error("create, defaults:");
+  const [refCmd, refEnv] = refCreate(p("ref-stock.bin"), stock);
+  const refDefault = timed("reference create (stock scrypt parameters)", [...refCmd], refEnv);
+  const qbCreate = timed(
+    "qbackup create (defaults)",
+    qb("create", "-y", "-p", passFile, ...qbDefault, p("qb-default.bin"), ...sources),
+  );
+
+  console.error(`create, equal parameters (logN ${equal}, r 8, p 1):`);
+  const qbEqual = timed(
+    `qbackup create (logN ${equal})`,
+    qb("create", "-y", "-p", passFile, "--scrypt-logn", String(equal), p("qb-equal.bin"), ...sources),
+  );
+  const [refCmd2, refEnv2] = refCreate(p("ref-equal.bin"), `--logN ${equal} -r 8 -p 1`);
+  const refEqual = timed(`reference create (logN ${equal})`, [...refCmd2], refEnv2);
+
+  console.error("restore:");
+  const emergency = timedInProcess("emergency procedure, reference backup", () =>
+    check(
+      emergencyRestoreV4(p("ref-stock.bin"), p("er-stock"), PASSPHRASE).extracted,
+      "vm1/private.img",
+      "dom0-home/home-link",
+    ),
+  );
+  const qbRestoreStock = timed(
+    "qbackup restore, reference backup",
+    qb("restore", "-p", passFile, p("ref-stock.bin"), p("qr-stock")),
+  );
+  check(p("qr-stock"), "vm/private.img", "dom0-home/home-link");
+  const qbRestoreOwn = timed(
+    "qbackup restore, qbackup default backup",
+    qb("restore", "-p", passFile, p("qb-default.bin"), p("qr-own")),
+  );
+  check(p("qr-own"), "vm/private.img", "dom0-home/home-link");
+  const qbList = timed("qbackup list, qbackup default backup", qb("list", "-p", passFile, p("qb-default.bin")));
+
+  console.error("checking qbackup's backups with the emergency procedure:");
+  for (const b of ["qb-default", "qb-equal"]) {
+    check(
+      emergencyRestoreV4(p(`${b}.bin`), p(`er-${b}`), PASSPHRASE).extracted,
+      "vm1/private.img",
+      "dom0-home/home-link",
+    );
+    console.error(`  ${b}.bin restores byte-identically`);
+  }
+
+  const rate = (r: Run) => data.dataBytes / MiB / r.seconds;
+  const rows = [
+    { what: "create, defaults", qbackup: qbCreate, reference: refDefault, target: 10 },
+    { what: `create, logN ${equal}`, qbackup: qbEqual, reference: refEqual, target: 3 },
+    { what: "restore, reference backup", qbackup: qbRestoreStock, reference: emergency, target: 1.8 },
+    {
+      what: "restore, qbackup backup vs emergency on reference",
+      qbackup: qbRestoreOwn,
+      reference: emergency,
+      target: 5,
+    },
+  ].map((r) => ({
+    what: r.what,
+    qbackupMiBs: rate(r.qbackup),
+    referenceMiBs: rate(r.reference),
+    ratio: rate(r.qbackup) / rate(r.reference),
+    target: r.target,
+    peakRssMiB: r.qbackup.peakRssMiB,
+    tempBytes: r.qbackup.tempBytes,
+  }));
+  const results = {
+    date: new Date().toISOString(),
+    quick,
+    dataBytes: data.dataBytes,
+    imageApparentBytes: spec.imageSize,
+    smallFiles: spec.smallFiles,
+    cores: availableParallelism(),
+    rows,
+    list: { seconds: qbList.seconds, peakRssMiB: qbList.peakRssMiB },
+    backups: {
+      referenceStockBytes: fs.statSync(p("ref-stock.bin")).size,
+      qbackupDefaultBytes: fs.statSync(p("qb-default.bin")).size,
+    },
+  };
+
+  const fmt = (n: number, d = 1) => n.toFixed(d);
+  console.log(
+    `\nqbackup benchmark (${quick ? "quick" : "full"}): ${fmt(data.dataBytes / MiB, 0)} MiB of data, ${results.cores} cores`,
+  );
+  console.log("| what | qbackup MiB/s | reference MiB/s | ratio | target | qbackup peak RSS MiB | temp bytes |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.what} | ${fmt(r.qbackupMiBs)} | ${fmt(r.referenceMiBs)} | ${fmt(r.ratio, 2)}× | ≥ ${r.target}× | ${fmt(r.peakRssMiB ?? 0, 0)} | ${r.tempBytes} |`,
+    );
+  }
+  console.log(
+    `| list, qbackup backup | ${fmt(qbList.seconds, 2)} s | | | | ${fmt(qbList.peakRssMiB ?? 0, 0)} | ${qbList.tempBytes} |`,
+  );
+  console.log(
+    `backup sizes: reference ${fmt(results.backups.referenceStockBytes / MiB)} MiB, qbackup ${fmt(results.backups.qbackupDefaultBytes / MiB)} MiB`,
+  );
+  const json = path.join(OUT, quick ? "results-quick.json" : "results.json");
+  fs.writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`written: ${path.relative(REPO, json)}`);
+  fs.rmSync(work, { recursive: true, force: true });
+  if (rows.some((r) => (r.tempBytes ?? 0) > 0)) throw new Error("a qbackup run left temporary files");
+
+  function check(root: string, image: string, homeDir: string): void {
+    if (sha256File(path.join(root, image)) !== sha256File(data.image))
+      throw new Error(`${root}: ${image} differs from the source`);
+    const a = JSON.stringify(snapshotTree(path.join(root, homeDir)));
+    if (a !== JSON.stringify(snapshotTree(data.files))) throw new Error(`${root}: ${homeDir} differs from the source`);
+  }
+}
+
+main();

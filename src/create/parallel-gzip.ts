@@ -1,0 +1,109 @@
+/**
+ * gzip on several cores, readable by any gzip: the stream is cut into blocks, each block becomes
+ * an independent gzip member (`gzip -d`, zlib and Qubes' restore read concatenated members as
+ * one stream), compressed on the libuv threadpool, and the members are emitted in order.
+ * Blocks that look incompressible are stored (deflate level 0). deflate's window is 32 KiB, so
+ * independent 1 MiB blocks cost almost no compression.
+ *
+ * The input is pumped eagerly by its own task, so the threadpool keeps compressing while the
+ * consumer seals and writes chunks; at most 2·jobs blocks are compressing or waiting to be
+ * taken, which bounds memory to a few MiB.
+ */
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
+import { looksIncompressible } from "./entropy.js";
+
+const gzipAsync = promisify(gzip);
+export const GZIP_BLOCK_SIZE = 1024 * 1024;
+
+/** Room for the whole member: deflate grows data by at most 5 bytes per 16 KiB, plus header and trailer. */
+function memberCapacity(length: number): number {
+  return length + Math.ceil(length / 16384) * 5 + 1024;
+}
+
+export interface ParallelGzipOptions {
+  level: number;
+  jobs: number;
+  blockSize?: number;
+}
+
+export async function* parallelGzip(
+  input: AsyncIterable<Buffer>,
+  options: ParallelGzipOptions,
+): AsyncGenerator<Buffer> {
+  const blockSize = options.blockSize ?? GZIP_BLOCK_SIZE;
+  const maxQueued = Math.max(2, options.jobs * 2);
+  const queue: Array<Promise<Buffer>> = [];
+  let wakeProducer: (() => void) | undefined;
+  let wakeConsumer: (() => void) | undefined;
+  let producerDone = false;
+  let producerError: { error: unknown } | undefined;
+  let stopped = false;
+  const wake = (which: "producer" | "consumer") => {
+    const w = which === "producer" ? wakeProducer : wakeConsumer;
+    if (which === "producer") wakeProducer = undefined;
+    else wakeConsumer = undefined;
+    w?.();
+  };
+
+  const submit = async (block: Buffer) => {
+    while (queue.length >= maxQueued && !stopped) await new Promise<void>((r) => (wakeProducer = r));
+    // one output buffer large enough for the whole member: one threadpool task, not 64 round trips
+    const level = looksIncompressible(block) ? 0 : options.level;
+    const p = gzipAsync(block, { level, chunkSize: memberCapacity(block.length) });
+    p.catch(() => undefined); // observed, in order, by the consumer
+    queue.push(p);
+    wake("consumer");
+  };
+
+  const pump = (async () => {
+    try {
+      let block = Buffer.allocUnsafe(blockSize);
+      let filled = 0;
+      let submitted = 0;
+      for await (const piece of input) {
+        for (let off = 0; off < piece.length;) {
+          const n = Math.min(piece.length - off, blockSize - filled);
+          piece.copy(block, filled, off, off + n);
+          filled += n;
+          off += n;
+          if (filled === blockSize) {
+            await submit(block);
+            submitted++;
+            block = Buffer.allocUnsafe(blockSize);
+            filled = 0;
+          }
+          if (stopped) return;
+        }
+      }
+      if (filled > 0 || submitted === 0) await submit(block.subarray(0, filled));
+    } catch (error) {
+      producerError = { error };
+    } finally {
+      producerDone = true;
+      wake("consumer");
+    }
+  })();
+
+  try {
+    for (;;) {
+      const next = queue[0];
+      if (next !== undefined) {
+        const member = await next;
+        queue.shift();
+        wake("producer");
+        yield member;
+        continue;
+      }
+      if (producerDone) {
+        if (producerError) throw producerError.error;
+        return;
+      }
+      await new Promise<void>((r) => (wakeConsumer = r));
+    }
+  } finally {
+    stopped = true;
+    wake("producer");
+    await pump;
+  }
+}
