@@ -3,6 +3,7 @@
  * with qvm-backup-restore's options where they apply.
  */
 import { Command } from "commander";
+import { availableParallelism } from "node:os";
 import { QbackupError } from "../errors.js";
 import { restoreBackup } from "../restore/index.js";
 import type { RestoreOptions, RestoreReport } from "../restore/index.js";
@@ -11,6 +12,7 @@ import { onInterrupt } from "./interrupt.js";
 import { RestoreProgress, restoreReportTable } from "./output.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
+import { parseInteger } from "./units.js";
 
 interface RestoreFlags extends ReadFlags {
   exclude: string[];
@@ -19,9 +21,18 @@ interface RestoreFlags extends ReadFlags {
   verifyOnly?: boolean;
   renameConflicting?: boolean;
   keepComplete?: boolean;
+  jobs: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+function addJobsOption(cmd: Command): Command {
+  return cmd.option(
+    "-j, --jobs <n>",
+    "containers whose keys are derived at once, from a backup file (each needs the KDF's memory)",
+    String(availableParallelism()),
+  );
+}
 
 export function restoreCommand(): Command {
   const cmd = new Command("restore")
@@ -34,6 +45,7 @@ export function restoreCommand(): Command {
     .option("--verify-only", "verify the backup completely, write nothing (same as `qbackup verify`)")
     .option("--rename-conflicting", "restore beside an existing DESTDIR/<qube> as <qube>-1, -2, …")
     .option("--keep-complete", "keep each qube as soon as it is complete, even if a later part of the backup fails");
+  addJobsOption(cmd);
   addReadOptions(cmd).addHelpText(
     "after",
     `
@@ -68,6 +80,7 @@ export function verifyCommand(): Command {
     .option("-x, --exclude <qube>", "do not verify QUBE (repeatable)", collect, [])
     .option("--skip-dom0-home", "do not verify the dom0 home directory")
     .option("--ignore-size-limit", "accept more data than a qube's recorded backup-size");
+  addJobsOption(cmd);
   addReadOptions(cmd);
   return cmd.action(async (args: string[], flags: RestoreFlags) => {
     const rest = [...args];
@@ -94,6 +107,7 @@ async function runRestore(
     verifyOnly: flags.verifyOnly === true,
     renameConflicting: flags.renameConflicting === true,
     keepComplete: flags.keepComplete === true,
+    jobs: parseInteger(flags.jobs, "--jobs", 1, 64),
     ...(dest === undefined ? {} : { destDir: dest }),
     onEvent: (e) => progress.onEvent(e),
   };

@@ -17,7 +17,7 @@
 import { serializeBackupHeaderV4, isValidBackupId } from "../codec/backup-header/index.js";
 import { buildQubesXml } from "../codec/qubes-xml/index.js";
 import type { BackupQube, QubesXmlModel } from "../codec/qubes-xml/index.js";
-import { CONTAINER_OVERHEAD, seal } from "../codec/scrypt/index.js";
+import { CONTAINER_OVERHEAD } from "../codec/scrypt/index.js";
 import type { ScryptParams } from "../codec/scrypt/index.js";
 import { encodeTreeEntryHeader, endOfArchive, paddingFor } from "../codec/tar/index.js";
 import { QbackupError } from "../errors.js";
@@ -28,8 +28,6 @@ import {
   MIN_CHUNK_SIZE,
   QUBES_XML_BASE,
   chunkMemberName,
-  chunkPassphraseString,
-  headerPassphraseString,
   newBackupId,
 } from "../format/names.js";
 import { validatePassphrase } from "../format/passphrase.js";
@@ -69,7 +67,7 @@ export interface CreateOptions {
   chunkSize: number;
   scrypt: ScryptParams;
   backupId?: string;
-  /** Chunks whose keys are derived at once (each KDF holds 128·r·N bytes); default 1. */
+  /** KDFs that may run at once, and chunks derived ahead of need (each KDF holds 128·r·N bytes); default 1. */
   jobs?: number;
   onEvent?: (event: CreateEvent) => void;
   signal?: AbortSignal;
@@ -121,10 +119,19 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
     return size;
   };
 
+  // Keys that are certainly needed are derived at once, in parallel with everything else: the
+  // header's, the manifest's and the first file's first chunk's (then each next file's, below).
+  const ahead = options.jobs ?? 1;
+  const sealer = new ChunkSealer(backupId, passphrase, scrypt, Math.max(1, ahead));
+  const files = qubes.flatMap((q) => q.files);
+  sealer.prepareHeader();
+  sealer.prepare(QUBES_XML_BASE, 0);
+  if (files[0]) sealer.prepare(files[0].fileBase, 0);
+
   // 1–2: header and its authenticator
   const header = serializeBackupHeaderV4({ backupId, ...headerCompressionFields(compression) });
   await member(BACKUP_HEADER_NAME, [header]);
-  await member(BACKUP_HEADER_HMAC_NAME, [await seal(header, headerPassphraseString(passphrase), scrypt)]);
+  await member(BACKUP_HEADER_HMAC_NAME, await sealer.sealHeader(header));
 
   // 3: the manifest
   const xml = buildQubesXml(qubesXmlModel(plan, backupSizes));
@@ -132,11 +139,9 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
     compress(singleFileArchive(QUBES_XML_BASE, xml, now), compression),
     MAX_QUBES_XML_MEMBER,
   );
-  const xmlPass = chunkPassphraseString(backupId, QUBES_XML_BASE, 0, passphrase);
-  await member(chunkMemberName(QUBES_XML_BASE, 0), [await seal(xmlStream, xmlPass, scrypt)]);
+  await member(chunkMemberName(QUBES_XML_BASE, 0), await sealer.seal(QUBES_XML_BASE, 0, xmlStream));
 
   // 4–5: the data, one qube's members contiguous, dom0 home last
-  const sealer = new ChunkSealer(backupId, passphrase, scrypt);
   const results: CreateResult["qubes"] = [];
   for (const qube of qubes) {
     let stored = 0;
@@ -149,11 +154,13 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
       };
       const inner =
         file.kind === "volume" ? volumeArchive(file, progress) : treeArchive(file.path, file.fileBase, progress);
+      const next = files[files.indexOf(file) + 1];
+      if (next) sealer.prepare(next.fileBase, 0);
+      const expectedChunks = Math.ceil(storedBytesBound({ ...qube, files: [file] }, chunkSize) / chunkSize);
+      const onChunkStart = (i: number) => sealer.prepareAhead(file.fileBase, i, ahead, expectedChunks);
       let chunks = 0;
       let fileStored = 0;
-      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, (i) =>
-        sealer.prepare(file.fileBase, i),
-      )) {
+      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, onChunkStart)) {
         const container = await sealer.seal(file.fileBase, chunk.index, chunk.data);
         fileStored += await member(chunkMemberName(file.fileBase, chunk.index), container);
         chunks++;

@@ -16,12 +16,23 @@ import type { OuterMember, OuterReader } from "./outer-reader.js";
 
 const READ_PIECE = 1024 * 1024;
 
-/** Reads the current member from `reader` and returns its authenticated plaintext. */
+/** A container header read ahead and its key derivation, started before the reader got there. */
+export interface PreparedOpener {
+  header: Buffer;
+  opener: Promise<ContainerOpener>;
+}
+
+/**
+ * Reads the current member from `reader` and returns its authenticated plaintext. With
+ * `prepared`, the KDF already runs: the header read now must be byte-identical to the one it
+ * was started from, so a source that changes between the two reads gains nothing.
+ */
 export async function openSealedMember(
   reader: OuterReader,
   member: OuterMember,
   passphraseString: Buffer,
   limits: KdfLimits,
+  prepared?: PreparedOpener,
 ): Promise<Buffer> {
   if (member.size < CONTAINER_OVERHEAD) {
     throw new QbackupError(
@@ -31,7 +42,10 @@ export async function openSealedMember(
   }
   try {
     const header = await reader.read(CONTAINER_HEADER_SIZE);
-    const opener = await ContainerOpener.create(header, passphraseString, limits);
+    if (prepared && !prepared.header.equals(header)) {
+      throw new QbackupError("ERR_CHUNK_AUTH", `member ${member.name} changed while it was being read`);
+    }
+    const opener = await (prepared?.opener ?? ContainerOpener.create(header, passphraseString, limits));
     const ciphertext = Buffer.allocUnsafe(member.size - CONTAINER_OVERHEAD);
     for (let filled = 0; filled < ciphertext.length;) {
       const piece = await reader.read(Math.min(READ_PIECE, ciphertext.length - filled));

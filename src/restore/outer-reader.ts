@@ -91,6 +91,45 @@ export class OuterReader {
     return data;
   }
 
+  /**
+   * Up to `count` members after the current one, found with positional reads (seekable sources
+   * only) without moving the reader. Best effort: stops quietly at anything unusual, which the
+   * reader itself will report when it gets there.
+   */
+  async peekAhead(count: number): Promise<OuterMember[]> {
+    const pread = this.source.pread;
+    if (!pread || !this.current) return [];
+    const found: OuterMember[] = [];
+    let at = this.current.member.offset + this.current.member.size + this.current.padding;
+    while (found.length < count) {
+      const block = await pread(at, BLOCK);
+      if (block.length < BLOCK) break;
+      if (isZeroBlock(block)) {
+        at += BLOCK;
+        continue;
+      }
+      let header: OuterHeader;
+      try {
+        header = parseOuterHeader(block, at);
+      } catch {
+        break;
+      }
+      if ((header.type === "x" || header.type === "g") && header.size <= MAX_OUTER_PAX_BYTES) {
+        at += BLOCK + header.size + padding(header.size);
+        continue;
+      }
+      if (header.type !== "0" || header.size > this.sizeLimit(header.name)) break;
+      found.push({ name: header.name, size: header.size, offset: at + BLOCK });
+      at += BLOCK + header.size + padding(header.size);
+    }
+    return found;
+  }
+
+  /** Positional read of a member's data (see peekAhead). */
+  async peekData(member: OuterMember, length: number): Promise<Buffer | undefined> {
+    return this.source.pread?.(member.offset, Math.min(length, member.size));
+  }
+
   /** Skip what is left of the current member (seeking where the source allows). */
   async skipRest(): Promise<void> {
     const cur = this.current;

@@ -31,7 +31,9 @@ import { QbackupError, destinationError } from "../errors.js";
 import { ENC_SUFFIX, chunkNumber, chunkMemberName, chunkPassphraseString } from "../format/names.js";
 import { Channel } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
+import { CONTAINER_HEADER_SIZE, ContainerOpener } from "../codec/scrypt/index.js";
 import { openSealedMember } from "./authenticate.js";
+import type { PreparedOpener } from "./authenticate.js";
 import { decompress } from "./decompress.js";
 import type { Decompression } from "./decompress.js";
 import { openBackup } from "./open.js";
@@ -57,6 +59,11 @@ export interface RestoreOptions {
   renameConflicting?: boolean;
   /** Publish each qube as soon as it is complete, even if a later part of the backup fails. */
   keepComplete?: boolean;
+  /**
+   * Containers whose keys are derived at once (each KDF holds 128·r·N bytes). From a seekable
+   * file the next members are looked at ahead of the reader to start their KDFs; default 1.
+   */
+  jobs?: number;
   onEvent?: (event: RestoreEvent) => void;
 }
 
@@ -172,6 +179,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
     ]),
   );
   const finishedQubes = new Set<BackupQubeInfo>();
+  const prefetcher = new KdfPrefetcher(opened, selected, options);
   /** Complete qubes waiting for the whole restore to succeed. */
   const waiting: QubeRun[] = [];
   let run: QubeRun | undefined;
@@ -208,7 +216,8 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
         run = await startQube(owner, results.get(owner)!, targets.get(owner), options);
         emit({ type: "qube-start", qube: owner.name, backupSize: owner.backupSize });
       }
-      await processChunk(run, opened, member, base, index, options);
+      await prefetcher.fill();
+      await processChunk(run, opened, member, base, index, options, prefetcher.take(member.name));
       emit({ type: "chunk", qube: owner.name, bytes: member.size });
     }
     if (run) await finish(run);
@@ -237,6 +246,48 @@ async function discard(waiting: readonly QubeRun[]): Promise<void> {
     r.result.status = "discarded";
     r.result.problems.push("complete, but not kept because the restore failed (see --keep-complete)");
     await r.output.abort();
+  }
+}
+
+/**
+ * Starts the KDFs of the next `jobs - 1` members of selected qubes while the current one is read,
+ * so key derivation runs on several cores. Only seekable sources can be looked ahead of.
+ */
+class KdfPrefetcher {
+  private readonly started = new Map<string, PreparedOpener>();
+
+  constructor(
+    private readonly opened: OpenedBackup,
+    private readonly selected: readonly BackupQubeInfo[],
+    private readonly options: RestoreOptions,
+  ) {}
+
+  async fill(): Promise<void> {
+    const ahead = (this.options.jobs ?? 1) - 1;
+    if (ahead <= 0) return;
+    for (const member of await this.opened.reader.peekAhead(ahead)) {
+      if (this.started.has(member.name)) continue;
+      let parsed: { base: string; index: number };
+      try {
+        parsed = parseChunkName(member.name);
+      } catch {
+        continue; // the reader reports it when it gets there
+      }
+      const owner = ownerOf(parsed.base, this.opened.qubes);
+      if (owner === undefined || !this.selected.includes(owner)) continue;
+      const header = await this.opened.reader.peekData(member, CONTAINER_HEADER_SIZE);
+      if (header === undefined || header.length < CONTAINER_HEADER_SIZE) continue;
+      const pass = chunkPassphraseString(this.opened.backupId, parsed.base, parsed.index, this.options.passphrase);
+      const opener = ContainerOpener.create(header, pass, this.options.kdfLimits);
+      opener.catch(() => undefined); // awaited (and its error reported) when the reader gets there
+      this.started.set(member.name, { header, opener });
+    }
+  }
+
+  take(name: string): PreparedOpener | undefined {
+    const prepared = this.started.get(name);
+    this.started.delete(name);
+    return prepared;
   }
 }
 
@@ -329,6 +380,7 @@ async function processChunk(
   base: string,
   index: number,
   options: RestoreOptions,
+  prepared: PreparedOpener | undefined,
 ): Promise<void> {
   const { info, result } = run;
   if (!options.ignoreSizeLimit && result.storedBytes + member.size > info.backupSize) {
@@ -364,6 +416,7 @@ async function processChunk(
     member,
     chunkPassphraseString(opened.backupId, base, index, options.passphrase),
     options.kdfLimits,
+    prepared,
   );
   await file.channel.push(plaintext).catch(async (err: unknown) => {
     // the consumer failed (its error is the real one) or ended before this chunk

@@ -22,6 +22,8 @@ export interface ByteSource {
   skip(length: number): Promise<number>;
   /** Stop reading and release everything; a command's exit status is checked unless `abandon`. */
   close(abandon?: boolean): Promise<void>;
+  /** Seekable sources only: read at a position without moving the stream (for looking ahead). */
+  pread?(position: number, length: number): Promise<Buffer>;
 }
 
 const SKIP_BUFFER = 1024 * 1024;
@@ -75,6 +77,14 @@ export async function openFileSource(file: string): Promise<ByteSource> {
       await handle.close().catch(() => undefined);
     },
   };
+  if (seekable) {
+    source.pread = async (at, length) => {
+      const buffer = Buffer.allocUnsafe(length);
+      const { bytesRead: n } = await handle.read(buffer, 0, length, at);
+      bytesRead += n;
+      return buffer.subarray(0, n);
+    };
+  }
   return source;
 }
 

@@ -92,8 +92,17 @@ export function snapshotTree(root: string): Record<string, TreeSnapshotEntry> {
   return out;
 }
 
+/** SHA-256 of a file of any size, read in 4 MiB pieces. */
 export function sha256File(file: string): string {
-  return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+  const hash = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
+  const fd = fs.openSync(file, "r");
+  try {
+    for (let n; (n = fs.readSync(fd, buffer, 0, buffer.length, null)) > 0;) hash.update(buffer.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest("hex");
 }
 
 /** Bytes actually allocated on disk. */
