@@ -16,8 +16,8 @@ import { CreateProgress, resultLine, summaryTable } from "./output.js";
 import { confirm } from "./terminal.js";
 import { parseInteger, parseSize } from "./units.js";
 
-/** 512 MiB of KDF memory, ~1.5 s per container here; see README "Key derivation". */
-export const DEFAULT_SCRYPT_LOGN = 19;
+/** 256 MiB of KDF memory, ~1 s per container here (age uses the same); see README "Key derivation". */
+export const DEFAULT_SCRYPT_LOGN = 18;
 export const MIN_SCRYPT_LOGN = 10;
 /** 1 GiB: the most the spec lets a writer demand of a restoring machine (spec §4.6). */
 export const MAX_SCRYPT_LOGN = 20;
