@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { passphraseFile, runQbackup, tempDir } from "../support/cli.js";
+import { passphraseFile, runQbackup, tempDir, makeBackup } from "../support/cli.js";
 import { prng } from "../support/sources.js";
 
 let dir: string;
@@ -24,20 +24,7 @@ beforeAll(async () => {
     [backup, []],
     [xzBackup, ["-Z", "xz"]],
   ] as const) {
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      "--chunk-size",
-      "256K",
-      ...extra,
-      out,
-      `a=${img}`,
-    ]);
-    expect(r.status, r.stderr).toBe(0);
+    await makeBackup(pass, out, [`a=${img}`], ["--chunk-size", "256K", ...extra]);
   }
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -10,7 +10,7 @@ import { ContainerOpener } from "../../src/codec/scrypt/index.js";
 import { DEFAULT_KDF_LIMITS } from "../../src/codec/scrypt/index.js";
 import { listBackup, restoreBackup } from "../../src/restore/index.js";
 import { commandSource, openFileSource } from "../../src/transport/source.js";
-import { passphraseFile, runQbackup, tempDir, TEST_PASSPHRASE } from "../support/cli.js";
+import { makeBackup, passphraseFile, tempDir, TEST_PASSPHRASE } from "../support/cli.js";
 import { prng, sha256File } from "../support/sources.js";
 
 const MiB = 1024 * 1024;
@@ -29,8 +29,7 @@ describe("list", () => {
     const big = path.join(dir, "big.img");
     fs.writeFileSync(big, prng("big", 120 * MiB)); // incompressible: the first chunk is a full 100 MiB
     const backup = path.join(dir, "big.bin");
-    const made = await runQbackup(["create", "-y", "-p", pass, "--scrypt-logn", "10", backup, `big=${big}`]);
-    expect(made.status, made.stderr).toBe(0);
+    await makeBackup(pass, backup, [`big=${big}`], []);
     expect(fs.statSync(backup).size).toBeGreaterThan(120 * MiB);
 
     const file = await openFileSource(backup);
@@ -52,21 +51,7 @@ describe("selective restore", () => {
       return f;
     });
     const backup = path.join(dir, "abc.bin");
-    const made = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      "--chunk-size",
-      "256K",
-      backup,
-      `a=${files[0]}`,
-      `b=${files[1]}`,
-      `c=${files[2]}`,
-    ]);
-    expect(made.status, made.stderr).toBe(0);
+    await makeBackup(pass, backup, [`a=${files[0]}`, `b=${files[1]}`, `c=${files[2]}`]);
 
     const opened: string[] = [];
     const original = ContainerOpener.create.bind(ContainerOpener);
@@ -101,19 +86,7 @@ describe("key derivation ahead of the reader", () => {
     const img = path.join(dir, "toctou.img");
     fs.writeFileSync(img, prng("toctou", 2 * MiB));
     const backup = path.join(dir, "toctou.bin");
-    const made = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      "--chunk-size",
-      "256K",
-      backup,
-      `t=${img}`,
-    ]);
-    expect(made.status, made.stderr).toBe(0);
+    await makeBackup(pass, backup, [`t=${img}`]);
 
     const honest = await openFileSource(backup);
     let lookAheads = 0;
@@ -149,19 +122,7 @@ describe("key derivation ahead of the reader", () => {
     const img = path.join(dir, "ahead.img");
     fs.writeFileSync(img, prng("ahead", 3 * MiB));
     const backup = path.join(dir, "ahead.bin");
-    const made = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      "--chunk-size",
-      "256K",
-      backup,
-      `a=${img}`,
-    ]);
-    expect(made.status, made.stderr).toBe(0);
+    await makeBackup(pass, backup, [`a=${img}`]);
     for (const jobs of [1, 3]) {
       const out = path.join(dir, `ahead-${jobs}`);
       const report = await restoreBackup(await openFileSource(backup), { ...options(), jobs, destDir: out });

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { passphraseFile, runQbackup, tempDir } from "../support/cli.js";
+import { passphraseFile, runQbackup, tempDir, makeBackup } from "../support/cli.js";
 import {
   GOLDEN_REGIONS,
   allocatedBytes,
@@ -37,23 +37,13 @@ beforeAll(async () => {
   fs.mkdirSync(tree);
   makeTree(tree);
   backup = path.join(dir, "backup.bin");
-  const r = await runQbackup([
-    "create",
-    "-y",
-    "-p",
-    pass,
-    "--scrypt-logn",
-    "10",
-    "--chunk-size",
-    "256K",
-    backup,
+  await makeBackup(pass, backup, [
     `work=${image}`,
     `work:data=${small}`,
     `work=${tree}`,
     `mail=${small}`,
     `dom0:user=${tree}`,
   ]);
-  expect(r.status, r.stderr).toBe(0);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -184,8 +174,7 @@ describe("restore refuses inner symlinks that point outside", () => {
     fs.writeFileSync(path.join(src, "ok.txt"), "fine");
     fs.symlinkSync(target, path.join(src, "sub/escape"));
     const evil = `${src}.bin`;
-    const made = await runQbackup(["create", "-y", "-p", pass, "--scrypt-logn", "10", evil, `evil:files=${src}`]);
-    expect(made.status, made.stderr).toBe(0);
+    await makeBackup(pass, evil, [`evil:files=${src}`], []);
 
     const dest = `${src}-restored`;
     const r = await runQbackup(["restore", "-p", pass, evil, dest]);

@@ -70,3 +70,17 @@ export function passphraseFile(dir: string, passphrase = TEST_PASSPHRASE): strin
   fs.writeFileSync(file, `${passphrase}\n`, { mode: 0o600 });
   return file;
 }
+
+/**
+ * A test backup: `qbackup create -y -p PASSFILE --scrypt-logn 10 [options] OUT SOURCES…`, cheap
+ * KDF, small chunks by default. Throws with qbackup's stderr if it fails.
+ */
+export async function makeBackup(
+  passFile: string,
+  out: string,
+  sources: string[],
+  options: string[] = ["--chunk-size", "256K"],
+): Promise<void> {
+  const r = await runQbackup(["create", "-y", "-p", passFile, "--scrypt-logn", "10", ...options, out, ...sources]);
+  if (r.status !== 0) throw new Error(`qbackup create failed (status ${r.status}): ${r.stderr}`);
+}
