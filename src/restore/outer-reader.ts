@@ -7,10 +7,10 @@
  * are returned, pax headers ('x', 'g') are skipped by their bounded size; zero blocks between the
  * concatenated per-member archives are skipped; a name seen twice is an error.
  */
+import { BLOCK_SIZE, headerChecksum, isAllZero } from "../codec/tar/index.js";
 import { QbackupError } from "../errors.js";
 import type { ByteSource } from "../transport/source.js";
 
-const BLOCK = 512;
 /** pax headers of the outer archive only carry times; anything larger is not from a writer we know. */
 const MAX_OUTER_PAX_BYTES = 64 * 1024;
 const MAX_NAME_BYTES = 256;
@@ -41,15 +41,15 @@ export class OuterReader {
     if (this.current) await this.skipRest();
     if (this.finished) return null;
     for (;;) {
-      const block = await this.source.read(BLOCK);
+      const block = await this.source.read(BLOCK_SIZE);
       if (block.length === 0) {
         this.finished = true;
         return null;
       }
-      if (block.length < BLOCK) throw malformed(`backup ends inside a tar block at byte ${this.position}`);
+      if (block.length < BLOCK_SIZE) throw malformed(`backup ends inside a tar block at byte ${this.position}`);
       const at = this.position;
-      this.position += BLOCK;
-      if (isZeroBlock(block)) continue;
+      this.position += BLOCK_SIZE;
+      if (isAllZero(block)) continue;
 
       const header = parseOuterHeader(block, at);
       if (header.type === "x" || header.type === "g") {
@@ -102,10 +102,10 @@ export class OuterReader {
     const found: OuterMember[] = [];
     let at = this.current.member.offset + this.current.member.size + this.current.padding;
     while (found.length < count) {
-      const block = await pread(at, BLOCK);
-      if (block.length < BLOCK) break;
-      if (isZeroBlock(block)) {
-        at += BLOCK;
+      const block = await pread(at, BLOCK_SIZE);
+      if (block.length < BLOCK_SIZE) break;
+      if (isAllZero(block)) {
+        at += BLOCK_SIZE;
         continue;
       }
       let header: OuterHeader;
@@ -115,12 +115,12 @@ export class OuterReader {
         break;
       }
       if ((header.type === "x" || header.type === "g") && header.size <= MAX_OUTER_PAX_BYTES) {
-        at += BLOCK + header.size + padding(header.size);
+        at += BLOCK_SIZE + header.size + padding(header.size);
         continue;
       }
       if (header.type !== "0" || header.size > this.sizeLimit(header.name)) break;
-      found.push({ name: header.name, size: header.size, offset: at + BLOCK });
-      at += BLOCK + header.size + padding(header.size);
+      found.push({ name: header.name, size: header.size, offset: at + BLOCK_SIZE });
+      at += BLOCK_SIZE + header.size + padding(header.size);
     }
     return found;
   }
@@ -151,12 +151,7 @@ function malformed(message: string): QbackupError {
 }
 
 function padding(size: number): number {
-  return (BLOCK - (size % BLOCK)) % BLOCK;
-}
-
-function isZeroBlock(block: Buffer): boolean {
-  for (let i = 0; i < BLOCK; i += 8) if (block.readBigUInt64LE(i) !== 0n) return false;
-  return true;
+  return (BLOCK_SIZE - (size % BLOCK_SIZE)) % BLOCK_SIZE;
 }
 
 interface OuterHeader {
@@ -170,10 +165,8 @@ export function parseOuterHeader(block: Buffer, at: number): OuterHeader {
   if (block[0] === 0) throw malformed(`header at byte ${at} has an empty name`);
   if (block.toString("latin1", 257, 262) !== "ustar")
     throw malformed(`block at byte ${at} is not a tar header (no ustar magic)`);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
   const recorded = parseOctal(block, 148, 8);
-  if (recorded !== sum) throw malformed(`header at byte ${at} has a bad checksum`);
+  if (recorded !== headerChecksum(block)) throw malformed(`header at byte ${at} has a bad checksum`);
   const name = field(block, 0, 100);
   const prefix = field(block, 345, 155);
   const size = parseOctal(block, 124, 12);

@@ -21,6 +21,7 @@ import * as path from "node:path";
 import { isAllZero } from "../codec/tar/index.js";
 import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
 import { QbackupError, destinationError } from "../errors.js";
+import { pathExists } from "../runtime/paths.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
@@ -236,11 +237,7 @@ export class OutputDirectory {
       await this.removeTemp();
       throw new QbackupError("ERR_DEST", `${parent} is not a directory`);
     }
-    const exists = await fs.lstat(this.finalPath).then(
-      () => true,
-      () => false,
-    );
-    if (exists) {
+    if (await pathExists(this.finalPath)) {
       await this.removeTemp();
       throw new QbackupError("ERR_DEST_EXISTS", `${this.finalPath} appeared while restoring; not replacing it`);
     }

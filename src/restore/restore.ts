@@ -29,6 +29,7 @@ import { readInnerTar } from "../codec/tar/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { ENC_SUFFIX, chunkNumber, chunkMemberName, chunkPassphraseString } from "../format/names.js";
+import { pathExists } from "../runtime/paths.js";
 import { Channel } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
 import { CONTAINER_HEADER_SIZE, ContainerOpener } from "../codec/scrypt/index.js";
@@ -338,7 +339,7 @@ async function planTargets(
     let name = wanted;
     for (let i = 1; ; i++) {
       const candidate = path.join(parent, name);
-      const exists = taken.has(candidate) || (await exists_(candidate));
+      const exists = taken.has(candidate) || (await pathExists(candidate));
       if (!exists) break;
       if (!options.renameConflicting) {
         throw new QbackupError("ERR_DEST_EXISTS", `${candidate} already exists; not overwriting it`, {
@@ -352,13 +353,6 @@ async function planTargets(
     targets.set(q, { parent, name });
   }
   return targets;
-}
-
-async function exists_(p: string): Promise<boolean> {
-  return fs.lstat(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 async function startQube(

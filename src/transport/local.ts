@@ -8,6 +8,7 @@ import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { QbackupError, destinationError, systemErrorCode } from "../errors.js";
+import { pathExists } from "../runtime/paths.js";
 import type { BackupSink } from "./sink.js";
 
 /** `qubes-backup-2026-11-22T153000`, the name qvm-backup gives a backup in a directory. */
@@ -107,11 +108,7 @@ async function publishWithoutOverwrite(tempPath: string, finalPath: string): Pro
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK")
       throw err;
   }
-  const exists = await fs.lstat(finalPath).then(
-    () => true,
-    () => false,
-  );
-  if (exists)
+  if (await pathExists(finalPath))
     throw new QbackupError("ERR_DEST_EXISTS", `destination ${finalPath} appeared while writing; not replacing it`);
   await fs.rename(tempPath, finalPath);
 }

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_PASSPHRASE, passphraseFile, runQbackup, tempDir } from "../support/cli.js";
 import { emergencyRestoreV4 } from "../support/emergency-v4.js";
 import {
+  GOLDEN_DATA_BYTES,
+  GOLDEN_IMAGE_SIZE,
   GOLDEN_REGIONS,
   allocatedBytes,
   makeSparseImage,
@@ -18,8 +20,8 @@ import {
   snapshotTree,
 } from "../support/sources.js";
 
-const IMAGE_SIZE = 64 * 1024 * 1024;
-const DATA_BYTES = GOLDEN_REGIONS.reduce((n, r) => n + r.length, 0);
+const IMAGE_SIZE = GOLDEN_IMAGE_SIZE;
+const DATA_BYTES = GOLDEN_DATA_BYTES;
 
 let dir: string;
 let image: string;

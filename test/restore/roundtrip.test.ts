@@ -7,6 +7,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { passphraseFile, runQbackup, tempDir, makeBackup } from "../support/cli.js";
 import {
+  GOLDEN_DATA_BYTES,
+  GOLDEN_IMAGE_SIZE,
   GOLDEN_REGIONS,
   allocatedBytes,
   makeSparseImage,
@@ -16,8 +18,8 @@ import {
   snapshotTree,
 } from "../support/sources.js";
 
-const IMAGE_SIZE = 64 * 1024 * 1024;
-const DATA_BYTES = GOLDEN_REGIONS.reduce((n, r) => n + r.length, 0);
+const IMAGE_SIZE = GOLDEN_IMAGE_SIZE;
+const DATA_BYTES = GOLDEN_DATA_BYTES;
 
 let dir: string;
 let pass: string;

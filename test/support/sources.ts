@@ -23,6 +23,10 @@ export const GOLDEN_REGIONS: DataRegion[] = [
   { offset: 60 * 1024 * 1024, length: 512 * 1024, label: "region-d" },
 ];
 
+/** Apparent size of the golden image, and the bytes of data in it. */
+export const GOLDEN_IMAGE_SIZE = 64 * 1024 * 1024;
+export const GOLDEN_DATA_BYTES = GOLDEN_REGIONS.reduce((n, r) => n + r.length, 0);
+
 export function makeSparseImage(file: string, size: number, regions: readonly DataRegion[]): void {
   const fd = fs.openSync(file, "w");
   try {

@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { QbackupError } from "../../errors.js";
 import { BLOCK_SIZE, NAME_FIELD_SIZE, PREFIX_FIELD_SIZE, LINKNAME_FIELD_SIZE } from "./header.js";
 import type { PaxRecord } from "./pax.js";
+import { isAllZero } from "./sparse.js";
 import type { Region } from "./sparse.js";
 import {
   F_NAME,
@@ -104,11 +105,6 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   }
 }
 
-function isZeroBlock(block: Uint8Array): boolean {
-  for (let i = 0; i < block.length; i++) if (block[i] !== 0) return false;
-  return true;
-}
-
 /** A NUL-terminated text field (the whole field when it has no NUL). */
 function textField(block: Uint8Array, offset: number, size: number, what: string): string {
   const field = block.subarray(offset, offset + size);
@@ -169,7 +165,7 @@ function headerFormat(block: Uint8Array): HeaderFormat {
   const magic = block.subarray(F_MAGIC, F_MAGIC + MAGIC_AND_VERSION_SIZE);
   if (Buffer.compare(magic, MAGIC_POSIX) === 0) return "ustar";
   if (Buffer.compare(magic, MAGIC_GNU) === 0) return "gnu";
-  if (isZeroBlock(magic)) return "v7";
+  if (isAllZero(magic)) return "v7";
   throw malformed("tar header: unknown magic");
 }
 
@@ -212,7 +208,7 @@ export interface HeaderIdentity {
  */
 export function decodeHeaderIdentity(block: Uint8Array): HeaderIdentity | "zero" {
   if (block.length !== BLOCK_SIZE) throw malformed(`tar header: block is ${block.length} bytes, not ${BLOCK_SIZE}`);
-  if (isZeroBlock(block)) return "zero";
+  if (isAllZero(block)) return "zero";
   const stored = decodeNumericField(block, F_CHKSUM, CHKSUM_FIELD_SIZE, "tar header: checksum");
   const [unsigned, signed] = headerChecksums(block);
   if (stored !== unsigned && stored !== signed) throw malformed("tar header: checksum mismatch");
