@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { ContainerSealer, SALT_SIZE, deriveKeys } from "../codec/scrypt/index.js";
 import type { ContainerKeys, ScryptParams } from "../codec/scrypt/index.js";
 import { BACKUP_HEADER_HMAC_NAME, chunkPassphraseString, headerPassphraseString } from "../format/names.js";
+import { ConcurrencyLimit } from "../runtime/limit.js";
 
 interface PendingKeys {
   salt: Buffer;
@@ -20,15 +21,16 @@ const chunkId = (fileBase: string, index: number) => `${fileBase}\0${index}`;
 
 export class ChunkSealer {
   private readonly pending = new Map<string, PendingKeys>();
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
+  private readonly limit: ConcurrencyLimit;
 
   constructor(
     private readonly backupId: string,
     private readonly passphrase: string,
     private readonly params: ScryptParams,
-    private readonly maxRunning = 1,
-  ) {}
+    maxRunning = 1,
+  ) {
+    this.limit = new ConcurrencyLimit(maxRunning);
+  }
 
   /** Start deriving the keys of `backup-header.hmac`. */
   prepareHeader(): void {
@@ -70,20 +72,9 @@ export class ChunkSealer {
   private prepareUnit(id: string, passphraseString: () => Buffer): void {
     if (this.pending.has(id)) return;
     const salt = randomBytes(SALT_SIZE);
-    const keys = this.limited(() => deriveKeys(passphraseString(), salt, this.params));
+    const keys = this.limit.run(() => deriveKeys(passphraseString(), salt, this.params));
     keys.catch(() => undefined); // observed when awaited in sealUnit(); avoid an unhandled rejection meanwhile
     this.pending.set(id, { salt, keys });
-  }
-
-  private async limited<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= this.maxRunning) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.running++;
-    try {
-      return await work();
-    } finally {
-      this.running--;
-      this.waiting.shift()?.();
-    }
   }
 
   private async sealUnit(id: string, data: Buffer): Promise<Buffer[]> {

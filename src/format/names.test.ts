@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { chunkMemberName, chunkPassphraseString, headerPassphraseString, newBackupId } from "./names.js";
+import {
+  chunkMemberName,
+  chunkPassphraseString,
+  headerPassphraseString,
+  newBackupId,
+  parseChunkMemberName,
+} from "./names.js";
 import { isValidBackupId } from "../codec/backup-header/index.js";
 
 describe("v4 names", () => {
@@ -8,6 +14,24 @@ describe("v4 names", () => {
     expect(chunkMemberName("vm5/private.img", 42)).toBe("vm5/private.img.042.enc");
     expect(chunkMemberName("vm5/private.img", 999)).toBe("vm5/private.img.999.enc");
     expect(chunkMemberName("vm5/private.img", 1000)).toBe("vm5/private.img.1000.enc");
+  });
+
+  it("reads chunk member names back, refusing anything printf %03d would not have written", () => {
+    for (const index of [0, 7, 999, 1000, 123456]) {
+      expect(parseChunkMemberName(chunkMemberName("vm5/private.img", index))).toEqual({
+        base: "vm5/private.img",
+        index,
+      });
+    }
+    for (const bad of [
+      "vm5/private.img.00.enc",
+      "vm5/private.img.0001.enc",
+      "vm5/private.img.000",
+      "x.abc.enc",
+      ".000.enc",
+    ]) {
+      expect(() => parseChunkMemberName(bad)).toThrow(expect.objectContaining({ code: "ERR_TAR_MALFORMED" }));
+    }
   });
 
   it("binds backup id, file, chunk number and passphrase (spec 4.6 example)", () => {

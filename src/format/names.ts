@@ -34,6 +34,19 @@ export function chunkMemberName(fileBase: string, index: number): string {
   return chunkPath(fileBase, index) + ENC_SUFFIX;
 }
 
+/** `vm5/private.img.003.enc` → base `vm5/private.img`, index 3 (numbers written as %03d). */
+export function parseChunkMemberName(name: string): { base: string; index: number } {
+  const m = /^(.+)\.(\d{3,})\.enc$/.exec(name);
+  if (!m) {
+    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} is not a v4 chunk (<file>.NNN${ENC_SUFFIX})`);
+  }
+  const index = Number(m[2]);
+  if (!Number.isSafeInteger(index) || chunkNumber(index) !== m[2]) {
+    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} has a malformed chunk number`);
+  }
+  return { base: m[1]!, index };
+}
+
 /** Passphrase string of `backup-header.hmac`: `backup-header!P`. */
 export function headerPassphraseString(passphrase: string): Buffer {
   return boundedPassphraseString(`${BACKUP_HEADER_NAME}!${passphrase}`);

@@ -4,35 +4,22 @@
  * from unauthenticated bytes); the ciphertext is MACed while it is read and held, still
  * encrypted, until the final MAC matches; only then is it decrypted, in place, and released.
  */
-import {
-  CONTAINER_HEADER_SIZE,
-  CONTAINER_MAC_SIZE,
-  CONTAINER_OVERHEAD,
-  ContainerOpener,
-} from "../codec/scrypt/index.js";
-import type { KdfLimits } from "../codec/scrypt/index.js";
+import { CONTAINER_HEADER_SIZE, CONTAINER_MAC_SIZE, CONTAINER_OVERHEAD } from "../codec/scrypt/index.js";
 import { QbackupError } from "../errors.js";
+import type { KeyDerivation } from "./kdf-ahead.js";
 import type { OuterMember, OuterReader } from "./outer-reader.js";
 
 const READ_PIECE = 1024 * 1024;
 
-/** A container header read ahead and its key derivation, started before the reader got there. */
-export interface PreparedOpener {
-  header: Buffer;
-  opener: Promise<ContainerOpener>;
-}
-
 /**
- * Reads the current member from `reader` and returns its authenticated plaintext. With
- * `prepared`, the KDF already runs: the header read now must be byte-identical to the one it
- * was started from, so a source that changes between the two reads gains nothing.
+ * Reads the current member from `reader` and returns its authenticated plaintext. The key comes
+ * from `keys`: derived now, or earlier from a look-ahead read of the very same header bytes.
  */
 export async function openSealedMember(
   reader: OuterReader,
   member: OuterMember,
   passphraseString: Buffer,
-  limits: KdfLimits,
-  prepared?: PreparedOpener,
+  keys: KeyDerivation,
 ): Promise<Buffer> {
   if (member.size < CONTAINER_OVERHEAD) {
     throw new QbackupError(
@@ -42,10 +29,7 @@ export async function openSealedMember(
   }
   try {
     const header = await reader.read(CONTAINER_HEADER_SIZE);
-    if (prepared && !prepared.header.equals(header)) {
-      throw new QbackupError("ERR_CHUNK_AUTH", `member ${member.name} changed while it was being read`);
-    }
-    const opener = await (prepared?.opener ?? ContainerOpener.create(header, passphraseString, limits));
+    const opener = await keys.opener(member.name, header, passphraseString);
     const ciphertext = Buffer.allocUnsafe(member.size - CONTAINER_OVERHEAD);
     for (let filled = 0; filled < ciphertext.length;) {
       const piece = await reader.read(Math.min(READ_PIECE, ciphertext.length - filled));

@@ -6,8 +6,13 @@
  *   (now the header is parsed, with the reference reader's rules and filter allowlist)
  *   qubes.xml.000.enc    authenticated, decompressed (bounded), untarred (one member), parsed
  * After this, the reader stands at the first data member.
+ *
+ * From a seekable backup, the KDF of qubes.xml.000.enc (and, for a restore, of the first data
+ * chunks) runs while the header's own KDF does: its passphrase string needs the backup id, taken
+ * for that purpose only from the header bytes before they are authenticated (a wrong guess just
+ * wastes the KDF: the authenticated id is compared before any key is used).
  */
-import { MAX_BACKUP_HEADER_BYTES, parseBackupHeader } from "../codec/backup-header/index.js";
+import { MAX_BACKUP_HEADER_BYTES, isValidBackupId, parseBackupHeader } from "../codec/backup-header/index.js";
 import type { BackupHeader } from "../codec/backup-header/index.js";
 import { MAX_QUBES_XML_BYTES, dom0UserOfBackupPath, parseQubesXml } from "../codec/qubes-xml/index.js";
 import type { ParsedDomain, ParsedQubesXml } from "../codec/qubes-xml/index.js";
@@ -24,6 +29,7 @@ import {
   chunkMemberName,
   chunkPassphraseString,
   headerPassphraseString,
+  parseChunkMemberName,
 } from "../format/names.js";
 import { findProgram } from "../runtime/filters.js";
 import { limitBytes } from "../runtime/streams.js";
@@ -31,6 +37,7 @@ import type { ByteSource } from "../transport/source.js";
 import { openSealedMember, withMemberName } from "./authenticate.js";
 import { decompress, decompressionFor } from "./decompress.js";
 import type { Decompression } from "./decompress.js";
+import { KeyDerivation } from "./kdf-ahead.js";
 import { OuterReader } from "./outer-reader.js";
 
 /** Any `.hmac` member, header's included, is at most this (the reference reader's check). */
@@ -45,6 +52,14 @@ export interface OpenOptions {
   forcedCompressionFilter?: string;
   /** Largest data chunk accepted (plaintext bytes); default Qubes' 100 MiB. */
   maxChunkSize?: number;
+  /** Key derivations run at once (each holds 128·r·N bytes); default 1. */
+  jobs?: number;
+  /**
+   * From a seekable backup: how many members after the header may have their KDFs started
+   * before the reader gets there. Default 1 (qubes.xml only, what list needs); a restore reads
+   * further ahead.
+   */
+  lookAhead?: number;
 }
 
 /** A qube (or dom0) whose data the backup holds. */
@@ -70,6 +85,8 @@ export interface OpenedBackup {
   /** Included qubes, in manifest order; dom0 (if its home is included) last. */
   qubes: BackupQubeInfo[];
   reader: OuterReader;
+  /** Key derivation for the members that follow, with the limit and look-ahead of this backup. */
+  keys: KeyDerivation;
 }
 
 export async function openBackup(source: ByteSource, options: OpenOptions): Promise<OpenedBackup> {
@@ -94,6 +111,7 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
   }
   const hmacMember = await expectMember(reader, BACKUP_HEADER_HMAC_NAME);
   const hmac = await reader.read(hmacMember.size);
+  const keys = new KeyDerivation(reader, options.kdfLimits, options.jobs ?? 1, options.lookAhead ?? 1);
   if (!hmac.subarray(0, 6).equals(Buffer.from("scrypt"))) {
     throw new QbackupError(
       "ERR_HEADER_UNSUPPORTED",
@@ -103,17 +121,23 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
       },
     );
   }
-  const authenticated = await open(hmac, headerPassphraseString(options.passphrase), options.kdfLimits).catch(
-    (err: unknown) => {
-      if (err instanceof QbackupError && err.code === "ERR_PASSPHRASE_WRONG") {
-        throw new QbackupError("ERR_PASSPHRASE_WRONG", "backup-header.hmac does not verify: wrong passphrase", {
-          hint: "or the backup header was replaced",
-          cause: err,
-        });
-      }
-      throw withMemberName(err, BACKUP_HEADER_HMAC_NAME);
-    },
-  );
+  // the header's KDF goes first; qubes.xml's (and the next chunks') may start while it runs
+  const headerCheck = keys.run(() => open(hmac, headerPassphraseString(options.passphrase), options.kdfLimits));
+  headerCheck.catch(() => undefined); // awaited just below
+  const claimedId = claimedBackupId(headerBytes);
+  if (claimedId !== undefined) {
+    keys.target((name) => chunkPassphrase(claimedId, name, options.passphrase));
+    await keys.fill();
+  }
+  const authenticated = await headerCheck.catch((err: unknown) => {
+    if (err instanceof QbackupError && err.code === "ERR_PASSPHRASE_WRONG") {
+      throw new QbackupError("ERR_PASSPHRASE_WRONG", "backup-header.hmac does not verify: wrong passphrase", {
+        hint: "or the backup header was replaced",
+        cause: err,
+      });
+    }
+    throw withMemberName(err, BACKUP_HEADER_HMAC_NAME);
+  });
   if (!authenticated.equals(headerBytes)) {
     throw new QbackupError(
       "ERR_CHUNK_AUTH",
@@ -144,14 +168,35 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
 
   const xmlName = chunkMemberName(QUBES_XML_BASE, 0);
   const xmlMember = await expectMember(reader, xmlName);
+  keys.target((name) => chunkPassphrase(backupId, name, options.passphrase));
   const xmlChunk = await openSealedMember(
     reader,
     xmlMember,
     chunkPassphraseString(backupId, QUBES_XML_BASE, 0, options.passphrase),
-    options.kdfLimits,
+    keys,
   );
   const manifest = parseQubesXml(await untarQubesXml(xmlChunk, decompression));
-  return { header, backupId, decompression, manifest, qubes: includedQubes(manifest), reader };
+  return { header, backupId, decompression, manifest, qubes: includedQubes(manifest), reader, keys };
+}
+
+/** The passphrase string of a chunk member of backup `backupId`; undefined for other members. */
+export function chunkPassphrase(backupId: string, memberName: string, passphrase: string): Buffer | undefined {
+  if (!memberName.endsWith(ENC_SUFFIX)) return undefined;
+  try {
+    const { base, index } = parseChunkMemberName(memberName);
+    return chunkPassphraseString(backupId, base, index, passphrase);
+  } catch {
+    return undefined; // not a chunk name: the reader reports it when it gets there
+  }
+}
+
+/**
+ * The backup id the header claims before it is authenticated. Used only to start early KDFs;
+ * a key derived from a wrong claim is never used (KeyDerivation matches passphrase strings).
+ */
+function claimedBackupId(headerBytes: Buffer): string | undefined {
+  const m = /(?:^|\n)backup-id=([^\n]*)\n/.exec(headerBytes.toString("latin1"));
+  return m !== null && isValidBackupId(m[1]!) ? m[1] : undefined;
 }
 
 async function expectMember(reader: OuterReader, name: string) {

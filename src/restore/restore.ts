@@ -28,16 +28,14 @@ import * as path from "node:path";
 import { readInnerTar } from "../codec/tar/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
 import { QbackupError, destinationError } from "../errors.js";
-import { ENC_SUFFIX, chunkNumber, chunkMemberName, chunkPassphraseString } from "../format/names.js";
+import { chunkMemberName, chunkPassphraseString, parseChunkMemberName } from "../format/names.js";
 import { pathExists } from "../runtime/paths.js";
 import { Channel } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
-import { CONTAINER_HEADER_SIZE, ContainerOpener } from "../codec/scrypt/index.js";
 import { openSealedMember } from "./authenticate.js";
-import type { PreparedOpener } from "./authenticate.js";
 import { decompress } from "./decompress.js";
 import type { Decompression } from "./decompress.js";
-import { openBackup } from "./open.js";
+import { chunkPassphrase, openBackup } from "./open.js";
 import type { BackupQubeInfo, OpenedBackup } from "./open.js";
 import type { OuterMember } from "./outer-reader.js";
 import { OutputDirectory } from "./place.js";
@@ -61,8 +59,8 @@ export interface RestoreOptions {
   /** Publish each qube as soon as it is complete, even if a later part of the backup fails. */
   keepComplete?: boolean;
   /**
-   * Containers whose keys are derived at once (each KDF holds 128·r·N bytes). From a seekable
-   * file the next members are looked at ahead of the reader to start their KDFs; default 1.
+   * Containers whose keys are derived at once (each KDF holds 128·r·N bytes); default 1. From a
+   * seekable file the KDFs of the next `jobs + 1` members start ahead of the reader.
    */
   jobs?: number;
   onEvent?: (event: RestoreEvent) => void;
@@ -121,7 +119,10 @@ interface QubeRun {
 export async function restoreBackup(source: ByteSource, options: RestoreOptions): Promise<RestoreReport> {
   let completed = false;
   try {
-    const opened = await openBackup(source, options);
+    // before the manifest says which member is whose, data chunks are worth an early KDF only
+    // when every qube will be restored
+    const everything = !options.include?.length && !options.exclude?.length && !options.skipDom0Home;
+    const opened = await openBackup(source, { ...options, lookAhead: everything ? lookAheadOf(options) : 1 });
     const report = await restoreOpened(opened, options);
     completed = true;
     return report;
@@ -130,6 +131,11 @@ export async function restoreBackup(source: ByteSource, options: RestoreOptions)
       if (completed) throw err;
     });
   }
+}
+
+/** Members whose KDFs may start ahead of the reader: enough to keep `jobs` KDFs busy meanwhile. */
+function lookAheadOf(options: RestoreOptions): number {
+  return (options.jobs ?? 1) + 1;
 }
 
 /** The qubes to process: include/exclude by name (dom0 = the home), errors for unknown names. */
@@ -180,7 +186,11 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
     ]),
   );
   const finishedQubes = new Set<BackupQubeInfo>();
-  const prefetcher = new KdfPrefetcher(opened, selected, options);
+  opened.keys.target((name) => {
+    const pass = chunkPassphrase(opened.backupId, name, options.passphrase);
+    const owner = pass && ownerOf(parseChunkMemberName(name).base, opened.qubes);
+    return owner !== undefined && selected.includes(owner) ? pass : undefined;
+  }, lookAheadOf(options));
   /** Complete qubes waiting for the whole restore to succeed. */
   const waiting: QubeRun[] = [];
   let run: QubeRun | undefined;
@@ -193,7 +203,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
 
   try {
     for (let member = await opened.reader.next(); member !== null; member = await opened.reader.next()) {
-      const { base, index } = parseChunkName(member.name);
+      const { base, index } = parseChunkMemberName(member.name);
       const owner = ownerOf(base, opened.qubes);
       if (owner === undefined) {
         throw new QbackupError("ERR_TAR_MALFORMED", `member ${member.name} belongs to no qube in this backup`, {
@@ -201,6 +211,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
         });
       }
       if (!selected.includes(owner)) {
+        opened.keys.forget(member.name);
         await opened.reader.skipRest();
         continue;
       }
@@ -217,8 +228,8 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
         run = await startQube(owner, results.get(owner)!, targets.get(owner), options);
         emit({ type: "qube-start", qube: owner.name, backupSize: owner.backupSize });
       }
-      await prefetcher.fill();
-      await processChunk(run, opened, member, base, index, options, prefetcher.take(member.name));
+      await opened.keys.fill();
+      await processChunk(run, opened, member, base, index, options);
       emit({ type: "chunk", qube: owner.name, bytes: member.size });
     }
     if (run) await finish(run);
@@ -248,61 +259,6 @@ async function discard(waiting: readonly QubeRun[]): Promise<void> {
     r.result.problems.push("complete, but not kept because the restore failed (see --keep-complete)");
     await r.output.abort();
   }
-}
-
-/**
- * Starts the KDFs of the next `jobs - 1` members of selected qubes while the current one is read,
- * so key derivation runs on several cores. Only seekable sources can be looked ahead of.
- */
-class KdfPrefetcher {
-  private readonly started = new Map<string, PreparedOpener>();
-
-  constructor(
-    private readonly opened: OpenedBackup,
-    private readonly selected: readonly BackupQubeInfo[],
-    private readonly options: RestoreOptions,
-  ) {}
-
-  async fill(): Promise<void> {
-    const ahead = (this.options.jobs ?? 1) - 1;
-    if (ahead <= 0) return;
-    for (const member of await this.opened.reader.peekAhead(ahead)) {
-      if (this.started.has(member.name)) continue;
-      let parsed: { base: string; index: number };
-      try {
-        parsed = parseChunkName(member.name);
-      } catch {
-        continue; // the reader reports it when it gets there
-      }
-      const owner = ownerOf(parsed.base, this.opened.qubes);
-      if (owner === undefined || !this.selected.includes(owner)) continue;
-      const header = await this.opened.reader.peekData(member, CONTAINER_HEADER_SIZE);
-      if (header === undefined || header.length < CONTAINER_HEADER_SIZE) continue;
-      const pass = chunkPassphraseString(this.opened.backupId, parsed.base, parsed.index, this.options.passphrase);
-      const opener = ContainerOpener.create(header, pass, this.options.kdfLimits);
-      opener.catch(() => undefined); // awaited (and its error reported) when the reader gets there
-      this.started.set(member.name, { header, opener });
-    }
-  }
-
-  take(name: string): PreparedOpener | undefined {
-    const prepared = this.started.get(name);
-    this.started.delete(name);
-    return prepared;
-  }
-}
-
-/** `vm5/private.img.003.enc` → base `vm5/private.img`, index 3 (numbers written as %03d). */
-export function parseChunkName(name: string): { base: string; index: number } {
-  const m = /^(.+)\.(\d{3,})\.enc$/.exec(name);
-  if (!m) {
-    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} is not a v4 chunk (<file>.NNN${ENC_SUFFIX})`);
-  }
-  const index = Number(m[2]);
-  if (!Number.isSafeInteger(index) || chunkNumber(index) !== m[2]) {
-    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} has a malformed chunk number`);
-  }
-  return { base: m[1]!, index };
 }
 
 /** The qube whose backup-path holds file `base`: `vmN/<file>` (one level), or dom0's `dom0-home/<user>`. */
@@ -374,7 +330,6 @@ async function processChunk(
   base: string,
   index: number,
   options: RestoreOptions,
-  prepared: PreparedOpener | undefined,
 ): Promise<void> {
   const { info, result } = run;
   if (!options.ignoreSizeLimit && result.storedBytes + member.size > info.backupSize) {
@@ -409,8 +364,7 @@ async function processChunk(
     opened.reader,
     member,
     chunkPassphraseString(opened.backupId, base, index, options.passphrase),
-    options.kdfLimits,
-    prepared,
+    opened.keys,
   );
   await file.channel.push(plaintext).catch(async (err: unknown) => {
     // the consumer failed (its error is the real one) or ended before this chunk

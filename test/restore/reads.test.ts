@@ -76,8 +76,9 @@ describe("selective restore", () => {
       .filter((m) => m.startsWith("vm2/"));
     expect(bMembers.length).toBeGreaterThan(1);
     expect(ids.filter((s) => s.includes("vm2/private.img.")).length).toBe(bMembers.length);
-    // and their bytes were seeked over, not read
-    expect(source.bytesRead).toBeLessThan(fs.statSync(backup).size - 2 * 3 * MiB);
+    // and their bytes were seeked over, not read (the look-ahead reads only the 512-byte tar
+    // header of each member it passes: well under 128 KiB here)
+    expect(source.bytesRead).toBeLessThan(fs.statSync(backup).size - 2 * 3 * MiB + 128 * 1024);
   });
 });
 
@@ -115,7 +116,8 @@ describe("key derivation ahead of the reader", () => {
       message: expect.stringMatching(/changed while it was being read/),
     });
     expect(lookAheads).toBeGreaterThan(0);
-    expect(fs.readdirSync(path.join(dir, "toctou-out"))).toEqual([]);
+    const out = path.join(dir, "toctou-out");
+    expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
   });
 
   it("restores the same bytes with and without look-ahead", async () => {
