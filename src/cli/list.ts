@@ -8,6 +8,7 @@ import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
 import { formatBytes } from "./units.js";
 import { renderTable } from "./output.js";
+import { backupTitle } from "./output.js";
 
 export function listCommand(): Command {
   const cmd = new Command("list")
@@ -47,5 +48,5 @@ export function listingTable(l: BackupListing): string {
     ]);
   }
   const compression = l.compressed ? (l.compressionFilter ?? "?") : "none";
-  return `backup ${l.backupId} (format v${l.version}, compression ${compression})\n${renderTable(rows, [5])}`;
+  return `${backupTitle(l.backupId, l.version)} (compression ${compression})\n${renderTable(rows, [5])}`;
 }

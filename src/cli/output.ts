@@ -138,6 +138,12 @@ export class RestoreProgress {
   }
 }
 
+/** `backup 20261122T…-123 (format v4)`; v3 backups have no id. */
+export function backupTitle(backupId: string | null, version?: number): string {
+  const format = version === undefined ? "" : ` (format v${version})`;
+  return backupId === null ? `backup without id${format || " (format v3)"}` : `backup ${backupId}${format}`;
+}
+
 export function restoreReportTable(report: RestoreReport): string {
   const rows = [["qube", "result", "files", "stored", "where / problems"]];
   for (const q of report.qubes) {

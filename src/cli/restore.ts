@@ -10,6 +10,7 @@ import type { RestoreOptions, RestoreReport } from "../restore/index.js";
 import { EXIT_FAILURE, EXIT_OK } from "./exit.js";
 import { onInterrupt } from "./interrupt.js";
 import { RestoreProgress, restoreReportTable } from "./output.js";
+import { backupTitle } from "./output.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
 import { parseInteger } from "./units.js";
@@ -122,7 +123,7 @@ async function runRestore(
     progress.clear();
     forget();
   }
-  process.stderr.write(`backup ${report.backupId}\n${restoreReportTable(report)}`);
+  process.stderr.write(`${backupTitle(report.backupId)}\n${restoreReportTable(report)}`);
   if (!report.ok) {
     process.stderr.write(
       `qbackup: error: ${flags.verifyOnly ? "verification" : "restore"} incomplete: see the table above\n`,

@@ -32,7 +32,8 @@ export interface ListedDomain {
 }
 
 export interface BackupListing {
-  backupId: string;
+  /** v4's backup-id; null for v3 backups, which have none. */
+  backupId: string | null;
   version: number;
   compressed: boolean;
   compressionFilter: string | null;

@@ -1,11 +1,13 @@
 /**
- * Opening a backup: the first three members, each authenticated before it is parsed.
+ * Opening a backup: the first members, each authenticated before it is parsed.
  *   backup-header        held as bytes, not parsed yet
- *   backup-header.hmac   a scrypt container of the header ("backup-header!P"): decrypts to
- *                        exactly the header bytes, or the backup is refused
+ *   backup-header.hmac   v4: a scrypt container of the header ("backup-header!P") that decrypts
+ *                        to exactly the header bytes; v3: an HMAC line (v3.ts); otherwise the
+ *                        backup is refused
  *   (now the header is parsed, with the reference reader's rules and filter allowlist)
  *   qubes.xml.000.enc    authenticated, decompressed (bounded), untarred (one member), parsed
- * After this, the reader stands at the first data member.
+ *                        (v3: qubes.xml.000 and its .hmac, decrypted too; R3's core2 format)
+ * After this, the reader stands at the first data member, and `chunks` knows how to open it.
  *
  * From a seekable backup, the KDF of qubes.xml.000.enc (and, for a restore, of the first data
  * chunks) runs while the header's own KDF does: its passphrase string needs the backup id, taken
@@ -14,7 +16,12 @@
  */
 import { MAX_BACKUP_HEADER_BYTES, isValidBackupId, parseBackupHeader } from "../codec/backup-header/index.js";
 import type { BackupHeader } from "../codec/backup-header/index.js";
-import { MAX_QUBES_XML_BYTES, dom0UserOfBackupPath, parseQubesXml } from "../codec/qubes-xml/index.js";
+import {
+  MAX_QUBES_XML_BYTES,
+  dom0UserOfBackupPath,
+  parseQubesXml,
+  parseQubesXmlCore2,
+} from "../codec/qubes-xml/index.js";
 import type { ParsedDomain, ParsedQubesXml } from "../codec/qubes-xml/index.js";
 import { CONTAINER_OVERHEAD, open } from "../codec/scrypt/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
@@ -27,18 +34,20 @@ import {
   MAX_CHUNK_SIZE,
   QUBES_XML_BASE,
   chunkMemberName,
-  chunkPassphraseString,
+  chunkPath,
   headerPassphraseString,
-  parseChunkMemberName,
 } from "../format/names.js";
 import { findProgram } from "../runtime/filters.js";
 import { limitBytes } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
-import { openSealedMember, withMemberName } from "./authenticate.js";
+import { withMemberName } from "./authenticate.js";
+import { SealedChunks, chunkPassphrase } from "./chunks.js";
+import type { StoredChunks } from "./chunks.js";
 import { decompress, decompressionFor } from "./decompress.js";
 import type { Decompression } from "./decompress.js";
 import { KeyDerivation } from "./kdf-ahead.js";
 import { OuterReader } from "./outer-reader.js";
+import { HMAC_SUFFIX, HmacChunks, authenticateHeaderV3, readQubesXmlChunkV3 } from "./v3.js";
 
 /** Any `.hmac` member, header's included, is at most this (the reference reader's check). */
 export const MAX_HMAC_MEMBER = 4096;
@@ -79,26 +88,29 @@ export interface BackupQubeInfo {
 
 export interface OpenedBackup {
   header: BackupHeader;
-  backupId: string;
+  /** v4's backup-id; v3 backups have none. */
+  backupId: string | null;
   decompression: Decompression;
   manifest: ParsedQubesXml;
   /** Included qubes, in manifest order; dom0 (if its home is included) last. */
   qubes: BackupQubeInfo[];
   reader: OuterReader;
-  /** Key derivation for the members that follow, with the limit and look-ahead of this backup. */
-  keys: KeyDerivation;
+  /** How this format's data chunks are authenticated and turned into each file's stream. */
+  chunks: StoredChunks;
 }
 
 export async function openBackup(source: ByteSource, options: OpenOptions): Promise<OpenedBackup> {
-  const maxChunk = (options.maxChunkSize ?? MAX_CHUNK_SIZE) + CONTAINER_OVERHEAD;
+  const maxChunk = options.maxChunkSize ?? MAX_CHUNK_SIZE;
   const reader = new OuterReader(source, (name) =>
-    name === BACKUP_HEADER_NAME || name.endsWith(".hmac")
+    name === BACKUP_HEADER_NAME || name.endsWith(HMAC_SUFFIX)
       ? MAX_HMAC_MEMBER
-      : name === chunkMemberName(QUBES_XML_BASE, 0)
+      : name === chunkMemberName(QUBES_XML_BASE, 0) || name === chunkPath(QUBES_XML_BASE, 0)
         ? MAX_QUBES_XML_MEMBER
         : name.endsWith(ENC_SUFFIX)
-          ? maxChunk
-          : MAX_HMAC_MEMBER,
+          ? maxChunk + CONTAINER_OVERHEAD
+          : /\.\d{3,}$/.test(name)
+            ? maxChunk // a v3 chunk: a piece of an openssl stream
+            : MAX_HMAC_MEMBER,
   );
 
   const headerMember = await expectMember(reader, BACKUP_HEADER_NAME);
@@ -111,16 +123,29 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
   }
   const hmacMember = await expectMember(reader, BACKUP_HEADER_HMAC_NAME);
   const hmac = await reader.read(hmacMember.size);
+  const parse = (bytes: Buffer) =>
+    parseBackupHeader(bytes, {
+      ...(options.forcedCompressionFilter === undefined
+        ? {}
+        : { forcedCompressionFilter: options.forcedCompressionFilter }),
+      isFilterInstalled: (name) => findProgram(name) !== undefined,
+    });
+  return hmac.subarray(0, SCRYPT_MAGIC.length).equals(SCRYPT_MAGIC)
+    ? openV4(reader, headerBytes, hmac, parse, options)
+    : openV3(reader, headerBytes, hmac, parse, options);
+}
+
+/** A v4 header's authenticator is a scrypt container; a v2/v3 one is `openssl dgst` text. */
+const SCRYPT_MAGIC = Buffer.from("scrypt", "latin1");
+
+async function openV4(
+  reader: OuterReader,
+  headerBytes: Buffer,
+  hmac: Buffer,
+  parse: (bytes: Buffer) => BackupHeader,
+  options: OpenOptions,
+): Promise<OpenedBackup> {
   const keys = new KeyDerivation(reader, options.kdfLimits, options.jobs ?? 1, options.lookAhead ?? 1);
-  if (!hmac.subarray(0, 6).equals(Buffer.from("scrypt"))) {
-    throw new QbackupError(
-      "ERR_HEADER_UNSUPPORTED",
-      "backup-header.hmac is not a scrypt container: this is a format v3 or v2 backup",
-      {
-        hint: "qbackup reads format v4 (Qubes R4.x) backups; v3/v2 support is planned",
-      },
-    );
-  }
   // the header's KDF goes first; qubes.xml's (and the next chunks') may start while it runs
   const headerCheck = keys.run(() => open(hmac, headerPassphraseString(options.passphrase), options.kdfLimits));
   headerCheck.catch(() => undefined); // awaited just below
@@ -148,46 +173,39 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
     );
   }
 
-  const header = parseBackupHeader(headerBytes, {
-    ...(options.forcedCompressionFilter === undefined
-      ? {}
-      : { forcedCompressionFilter: options.forcedCompressionFilter }),
-    isFilterInstalled: (name) => findProgram(name) !== undefined,
-  });
+  const header = parse(headerBytes);
   if (header.version !== 4) {
-    throw new QbackupError("ERR_HEADER_UNSUPPORTED", `backup format version ${header.version} is not supported here`, {
-      hint:
-        header.version === 1
-          ? "format v1 backups are plain directories"
-          : "qbackup reads format v4 (Qubes R4.x) backups",
-    });
+    throw new QbackupError(
+      "ERR_HEADER_MALFORMED",
+      `backup-header says version ${header.version} but is authenticated the version 4 way (scrypt)`,
+    );
   }
   const backupId = header.backupId;
   if (backupId === undefined) throw new QbackupError("ERR_HEADER_MALFORMED", "backup-header: no backup-id");
   const decompression = decompressionFor(header);
-
-  const xmlName = chunkMemberName(QUBES_XML_BASE, 0);
-  const xmlMember = await expectMember(reader, xmlName);
   keys.target((name) => chunkPassphrase(backupId, name, options.passphrase));
-  const xmlChunk = await openSealedMember(
-    reader,
-    xmlMember,
-    chunkPassphraseString(backupId, QUBES_XML_BASE, 0, options.passphrase),
-    keys,
-  );
-  const manifest = parseQubesXml(await untarQubesXml(xmlChunk, decompression));
-  return { header, backupId, decompression, manifest, qubes: includedQubes(manifest), reader, keys };
+  const chunks = new SealedChunks(backupId, options.passphrase, keys);
+
+  const xmlMember = await expectMember(reader, chunkMemberName(QUBES_XML_BASE, 0));
+  const xmlChunk = await chunks.open(reader, xmlMember, { base: QUBES_XML_BASE, index: 0 });
+  const manifest = parseQubesXml(await untarQubesXml(oneBuffer(xmlChunk), decompression));
+  return { header, backupId, decompression, manifest, qubes: includedQubes(manifest), reader, chunks };
 }
 
-/** The passphrase string of a chunk member of backup `backupId`; undefined for other members. */
-export function chunkPassphrase(backupId: string, memberName: string, passphrase: string): Buffer | undefined {
-  if (!memberName.endsWith(ENC_SUFFIX)) return undefined;
-  try {
-    const { base, index } = parseChunkMemberName(memberName);
-    return chunkPassphraseString(backupId, base, index, passphrase);
-  } catch {
-    return undefined; // not a chunk name: the reader reports it when it gets there
-  }
+async function openV3(
+  reader: OuterReader,
+  headerBytes: Buffer,
+  hmac: Buffer,
+  parse: (bytes: Buffer) => BackupHeader,
+  options: OpenOptions,
+): Promise<OpenedBackup> {
+  const header = authenticateHeaderV3(headerBytes, hmac, options.passphrase, parse);
+  const decompression = decompressionFor(header);
+  const chunks = new HmacChunks(header, options.passphrase);
+  const xmlChunk = await readQubesXmlChunkV3(reader, chunks);
+  const xml = await untarQubesXml(chunks.fileStream(oneBuffer(xmlChunk)), decompression);
+  const manifest = parseQubesXmlCore2(xml);
+  return { header, backupId: null, decompression, manifest, qubes: includedQubes(manifest), reader, chunks };
 }
 
 /**
@@ -211,14 +229,10 @@ async function expectMember(reader: OuterReader, name: string) {
   return member;
 }
 
-async function untarQubesXml(chunk: Buffer, decompression: Decompression): Promise<Buffer> {
+async function untarQubesXml(stored: AsyncIterable<Buffer>, decompression: Decompression): Promise<Buffer> {
   const tooLarge = () =>
     new QbackupError("ERR_QUBES_XML", `qubes.xml archive expands to more than ${MAX_QUBES_XML_BYTES} bytes`);
-  const plain = limitBytes(
-    decompress(oneBuffer(chunk), decompression, "qubes.xml"),
-    MAX_QUBES_XML_BYTES + 64 * 1024,
-    tooLarge,
-  );
+  const plain = limitBytes(decompress(stored, decompression, "qubes.xml"), MAX_QUBES_XML_BYTES + 64 * 1024, tooLarge);
   let xml: Buffer | undefined;
   for await (const { entry, data } of readInnerTar(plain)) {
     if (xml !== undefined || entry.path !== QUBES_XML_BASE || entry.type !== "file") {

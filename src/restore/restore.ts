@@ -28,14 +28,12 @@ import * as path from "node:path";
 import { readInnerTar } from "../codec/tar/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
 import { QbackupError, destinationError } from "../errors.js";
-import { chunkMemberName, chunkPassphraseString, parseChunkMemberName } from "../format/names.js";
 import { pathExists } from "../runtime/paths.js";
 import { Channel } from "../runtime/streams.js";
 import type { ByteSource } from "../transport/source.js";
-import { openSealedMember } from "./authenticate.js";
 import { decompress } from "./decompress.js";
 import type { Decompression } from "./decompress.js";
-import { chunkPassphrase, openBackup } from "./open.js";
+import { openBackup } from "./open.js";
 import type { BackupQubeInfo, OpenedBackup } from "./open.js";
 import type { OuterMember } from "./outer-reader.js";
 import { OutputDirectory } from "./place.js";
@@ -85,14 +83,15 @@ export interface QubeResult {
 }
 
 export interface RestoreReport {
-  backupId: string;
+  /** v4's backup-id; null for v3 backups, which have none. */
+  backupId: string | null;
   qubes: QubeResult[];
   /** True when every selected qube is complete. */
   ok: boolean;
 }
 
 export type RestoreEvent =
-  | { type: "opened"; backupId: string; selected: Array<{ name: string; backupSize: number }> }
+  | { type: "opened"; backupId: string | null; selected: Array<{ name: string; backupSize: number }> }
   | { type: "qube-start"; qube: string; backupSize: number }
   | { type: "chunk"; qube: string; bytes: number }
   | { type: "file-done"; qube: string; file: string; bytes: number }
@@ -186,10 +185,9 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
     ]),
   );
   const finishedQubes = new Set<BackupQubeInfo>();
-  opened.keys.target((name) => {
-    const pass = chunkPassphrase(opened.backupId, name, options.passphrase);
-    const owner = pass && ownerOf(parseChunkMemberName(name).base, opened.qubes);
-    return owner !== undefined && selected.includes(owner) ? pass : undefined;
+  opened.chunks.lookAhead((base) => {
+    const owner = ownerOf(base, opened.qubes);
+    return owner !== undefined && selected.includes(owner);
   }, lookAheadOf(options));
   /** Complete qubes waiting for the whole restore to succeed. */
   const waiting: QubeRun[] = [];
@@ -203,7 +201,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
 
   try {
     for (let member = await opened.reader.next(); member !== null; member = await opened.reader.next()) {
-      const { base, index } = parseChunkMemberName(member.name);
+      const { base, index } = opened.chunks.chunkOf(member.name);
       const owner = ownerOf(base, opened.qubes);
       if (owner === undefined) {
         throw new QbackupError("ERR_TAR_MALFORMED", `member ${member.name} belongs to no qube in this backup`, {
@@ -211,8 +209,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
         });
       }
       if (!selected.includes(owner)) {
-        opened.keys.forget(member.name);
-        await opened.reader.skipRest();
+        await opened.chunks.skip(opened.reader, member);
         continue;
       }
       if (run?.info !== owner) {
@@ -228,7 +225,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
         run = await startQube(owner, results.get(owner)!, targets.get(owner), options);
         emit({ type: "qube-start", qube: owner.name, backupSize: owner.backupSize });
       }
-      await opened.keys.fill();
+      await opened.chunks.fill();
       await processChunk(run, opened, member, base, index, options);
       emit({ type: "chunk", qube: owner.name, bytes: member.size });
     }
@@ -347,25 +344,20 @@ async function processChunk(
     if (index !== 0) {
       throw new QbackupError(
         "ERR_TAR_MALFORMED",
-        `file ${base} starts at ${member.name}: ${chunkMemberName(base, 0)} is missing`,
+        `file ${base} starts at ${member.name}: ${opened.chunks.memberName(base, 0)} is missing`,
       );
     }
-    run.file = startFile(run, base, opened.decompression);
+    run.file = startFile(run, base, opened);
   } else if (index !== run.file.next) {
     throw new QbackupError(
       "ERR_TAR_MALFORMED",
-      `expected ${chunkMemberName(base, run.file.next)}, found ${member.name}: a chunk is missing or out of order`,
+      `expected ${opened.chunks.memberName(base, run.file.next)}, found ${member.name}: a chunk is missing or out of order`,
     );
   }
   const file = run.file;
   file.next = index + 1;
   result.storedBytes += member.size;
-  const plaintext = await openSealedMember(
-    opened.reader,
-    member,
-    chunkPassphraseString(opened.backupId, base, index, options.passphrase),
-    opened.keys,
-  );
+  const plaintext = await opened.chunks.open(opened.reader, member, { base, index });
   await file.channel.push(plaintext).catch(async (err: unknown) => {
     // the consumer failed (its error is the real one) or ended before this chunk
     const failure = await file.consumer.then(
@@ -376,9 +368,10 @@ async function processChunk(
   });
 }
 
-function startFile(run: QubeRun, base: string, decompression: Decompression): FileRun {
+function startFile(run: QubeRun, base: string, opened: OpenedBackup): FileRun {
   const channel = new Channel<Buffer>();
-  const consumer = consumeFile(run, base, channel, decompression).then(
+  const stored = opened.chunks.fileStream(channel, `archive of ${base}`);
+  const consumer = consumeFile(run, base, stored, opened.decompression).then(
     (r) => {
       channel.fail(new QbackupError("ERR_TAR_MALFORMED", `${base} ended before its last chunk`));
       return r;
@@ -410,7 +403,9 @@ async function consumeFile(
 ): Promise<{ name: string; bytes: number; size?: number }> {
   const { info, output } = run;
   const what = `archive of ${base}`;
-  const rootRel = info.dom0User !== undefined ? "" : base.slice(info.backupPath.length);
+  // a file of the qube, or the qube's whole directory (dom0's home; a v3 template's `vmN/.`)
+  const inside = base.slice(info.backupPath.length);
+  const rootRel = info.dom0User !== undefined || inside === "." ? "" : inside;
   const relOf = (p: string) => {
     if (p === base) return rootRel;
     if (p.startsWith(`${base}/`))
@@ -454,11 +449,12 @@ async function finishQube(run: QubeRun): Promise<void> {
       );
     }
   }
-  await output.finish();
-  // dom0's output is a home directory: nothing of ours goes into it
+  // dom0's output is a home directory: nothing of ours goes into it. Written before finish(),
+  // which sets the directories' own times (a v3 template's archive has the qube directory's)
   if (info.dom0User === undefined) {
     await output.writeMetadata(METADATA_FILE, `${JSON.stringify(qubeMetadata(info, result), null, 2)}\n`);
   }
+  await output.finish();
   result.status = result.problems.length > 0 ? "incomplete" : output.dryRun ? "verified" : "restored";
 }
 

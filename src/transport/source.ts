@@ -7,8 +7,10 @@
 import { spawn } from "node:child_process";
 import type { ChildProcessByStdio } from "node:child_process";
 import * as fs from "node:fs/promises";
+import * as path from "node:path";
 import type { Readable } from "node:stream";
 import { QbackupError, systemErrorCode } from "../errors.js";
+import { pathExists } from "../runtime/paths.js";
 
 export interface ByteSource {
   /** For messages: the path, `-`, or the command. */
@@ -41,8 +43,14 @@ export async function openFileSource(file: string): Promise<ByteSource> {
   const st = await handle.stat();
   if (st.isDirectory()) {
     await handle.close();
+    if (await pathExists(path.join(file, "qubes.xml"))) {
+      // spec §5.4: Qubes R1 wrote a plain, unencrypted directory; the reference reader refuses it too
+      throw new QbackupError("ERR_HEADER_UNSUPPORTED", `backup ${file} is a format v1 backup (a plain directory)`, {
+        hint: "nothing in it is encrypted or packed: copy the qube files from appvms/, servicevms/ and vm-templates/",
+      });
+    }
     throw new QbackupError("ERR_SOURCE", `backup ${file} is a directory`, {
-      hint: "format v1 backups are directories; give the path of a backup file",
+      hint: "give the path of a backup file",
     });
   }
   let position = 0;

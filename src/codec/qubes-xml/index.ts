@@ -15,3 +15,4 @@ export {
 } from "./names.js";
 export { buildQubesXml, XML_DECLARATION, DEFAULT_POOL } from "./write.js";
 export { parseQubesXml } from "./parse.js";
+export { parseQubesXmlCore2 } from "./parse-core2.js";

@@ -4,11 +4,9 @@
  * wrongly (spec §6.2, §10). Uses @xmldom/xmldom for the XML grammar, fenced in: bounded size,
  * UTF-8 only, no DTD at all (so no entity expansion), every parser warning fatal.
  */
-import { DOMParser } from "@xmldom/xmldom";
 import type { Element } from "@xmldom/xmldom";
-import { QbackupError } from "../../errors.js";
+import { FencedXml, emptyRecord } from "./document.js";
 import type { ParsedDevice, ParsedDomain, ParsedQubesXml, ParsedVolume } from "./model.js";
-import { MAX_QUBES_XML_BYTES } from "./model.js";
 import {
   ADMINVM_NAME,
   dom0UserOfBackupPath,
@@ -25,11 +23,6 @@ const ADMINVM_CLASS = "AdminVM";
 /** Class names are Python class names the host resolves. */
 const CLASS_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DECIMAL_RE = /^[0-9]+$/;
-/** Longest parser message quoted in an error. */
-const MAX_REASON_LENGTH = 200;
-/** Any DTD construct; checked on the raw text so an entity bomb is never handed to the parser. */
-const DTD_RE = /<!(?:DOCTYPE|ENTITY)/i;
-const XML_DECL_ENCODING_RE = /^<\?xml\s[^>]*?\bencoding\s*=\s*(["'])([^"']*)\1/;
 /** `device_protocol.qbool` of core-admin(-client): case-insensitive. */
 const QBOOL_TRUE: ReadonlySet<string> = new Set(["1", "yes", "true", "on"]);
 const QBOOL_FALSE: ReadonlySet<string> = new Set(["0", "no", "false", "off"]);
@@ -39,16 +32,15 @@ const BACKUP_CONTENT = "backup-content";
 const BACKUP_PATH = "backup-path";
 const BACKUP_SIZE = "backup-size";
 
+const xml = new FencedXml("qubes.xml");
+
 function fail(message: string): never {
-  throw new QbackupError("ERR_QUBES_XML", `qubes.xml: ${message}`);
+  return xml.fail(message);
 }
 
 /** Parse and check a decompressed, already authenticated qubes.xml. Throws ERR_QUBES_XML. */
 export function parseQubesXml(bytes: Uint8Array): ParsedQubesXml {
-  if (bytes.byteLength > MAX_QUBES_XML_BYTES) {
-    fail(`${bytes.byteLength} bytes is more than the limit of ${MAX_QUBES_XML_BYTES}`);
-  }
-  const root = parseDocument(decodeUtf8(bytes));
+  const root = xml.parse(bytes);
 
   const labelsEl = firstChild(root, "labels") ?? fail("missing labels element");
   const labels = readLabels(labelsEl);
@@ -64,51 +56,6 @@ export function parseQubesXml(bytes: Uint8Array): ParsedQubesXml {
 }
 
 // ---- document level ----
-
-function decodeUtf8(bytes: Uint8Array): string {
-  try {
-    // Strips a UTF-8 BOM; anything that is not UTF-8 (UTF-16 included) fails here.
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return fail("not valid utf-8");
-  }
-}
-
-function parseDocument(text: string): Element {
-  const encoding = XML_DECL_ENCODING_RE.exec(text)?.[2];
-  if (encoding !== undefined && encoding.toLowerCase() !== "utf-8") {
-    fail(`declared encoding ${quote(encoding)} is not utf-8`);
-  }
-  if (DTD_RE.test(text)) fail("document type and entity declarations are not allowed");
-  if (hasNonXmlChar(text)) fail("contains a character xml does not allow");
-
-  let reason: string | undefined;
-  const parser = new DOMParser({
-    onError: (level, msg) => {
-      reason ??= `${level}: ${msg}`;
-      throw new Error(msg);
-    },
-    // XML 1.0 line-end handling only; xmldom's default also folds NEL/LS/PS (XML 1.1) into LF.
-    normalizeLineEndings: (s) => s.replace(/\r\n?/g, "\n"),
-  });
-  let root: Element | null;
-  let hasDoctype: boolean;
-  try {
-    const doc = parser.parseFromString(text, "text/xml");
-    root = doc.documentElement;
-    hasDoctype = doc.doctype !== null;
-  } catch (err) {
-    return fail(`malformed xml: ${oneLine(reason ?? String(err))}`);
-  }
-  if (hasDoctype) fail("document type declarations are not allowed");
-  return root ?? fail("malformed xml: no root element");
-}
-
-function oneLine(s: string): string {
-  const first = s.split(/\r?\n/, 1)[0] ?? "";
-  return first.length > MAX_REASON_LENGTH ? `${first.slice(0, MAX_REASON_LENGTH)}…` : first;
-}
-
 // ---- element helpers (lxml `find`/`findall` semantics on un-namespaced names) ----
 
 function children(el: Element, name: string): Element[] {
@@ -141,24 +88,6 @@ function leafText(el: Element, what: string): string {
 }
 
 /** An attribute that must be present and non-empty. */
-function requiredAttr(el: Element, name: string, what: string): string {
-  const v = optionalAttr(el, name, what);
-  if (v === undefined || v === "") fail(`${what}: missing ${name} attribute`);
-  return v;
-}
-
-function optionalAttr(el: Element, name: string, what: string): string | undefined {
-  if (!el.hasAttribute(name)) return undefined;
-  const v = el.getAttribute(name) ?? "";
-  if (hasNonXmlChar(v)) fail(`${what}: ${name} attribute contains a character xml does not allow`);
-  return v;
-}
-
-function emptyRecord<T>(): Record<string, T> {
-  // No prototype: names from the file can never reach Object.prototype (`__proto__`).
-  return Object.create(null) as Record<string, T>;
-}
-
 /** `<parent><child name="k">v</child>…` → { k: v }; names required and unique. */
 function readNamedValues(parent: Element, childName: string, what: string): Record<string, string> {
   return readNamedList([parent], childName, what);
@@ -168,7 +97,7 @@ function readNamedList(parents: Element[], childName: string, what: string): Rec
   const out = emptyRecord<string>();
   for (const parent of parents) {
     for (const el of children(parent, childName)) {
-      const name = requiredAttr(el, "name", what);
+      const name = xml.requiredAttr(el, "name", what);
       if (Object.hasOwn(out, name)) fail(`duplicate ${what} ${quote(name)}`);
       out[name] = leafText(el, `${what} ${quote(name)}`);
     }
@@ -201,7 +130,7 @@ function decimal(value: string, what: string): number {
 function readLabels(labelsEl: Element): Map<string, string> {
   const labels = new Map<string, string>();
   for (const el of children(labelsEl, "label")) {
-    const id = requiredAttr(el, "id", "label");
+    const id = xml.requiredAttr(el, "id", "label");
     const name = leafText(el, `label ${quote(id)}`);
     if (name === "") fail(`label ${quote(id)} has no name`);
     if (labels.has(id) || (name !== id && labels.has(name))) fail(`duplicate label ${quote(id)} (${quote(name)})`);
@@ -214,7 +143,7 @@ function readLabels(labelsEl: Element): Map<string, string> {
 // ---- domains ----
 
 function readDomain(el: Element, labels: Map<string, string>): ParsedDomain {
-  const klass = requiredAttr(el, "class", "domain");
+  const klass = xml.requiredAttr(el, "class", "domain");
   if (!CLASS_NAME_RE.test(klass)) fail(`domain class ${quote(klass)} is not a class name`);
   const isAdmin = klass === ADMINVM_CLASS;
 
@@ -289,21 +218,21 @@ function checkBackupPath(path: string, isAdmin: boolean, who: string): void {
 
 function readTags(el: Element, who: string): string[] {
   const tags = new Set<string>(); // a set in REF-R: repeats collapse
-  for (const t of grandchildren(el, "tags", "tag")) tags.add(requiredAttr(t, "name", `${who} tag`));
+  for (const t of grandchildren(el, "tags", "tag")) tags.add(xml.requiredAttr(t, "name", `${who} tag`));
   return [...tags];
 }
 
 function readDevices(el: Element, who: string): ParsedDevice[] {
   const out: ParsedDevice[] = [];
   for (const bus of children(el, "devices")) {
-    const devClass = requiredAttr(bus, "class", `${who} devices`);
+    const devClass = xml.requiredAttr(bus, "class", `${who} devices`);
     for (const dev of children(bus, "device")) {
       const what = `${who} ${devClass} device`;
-      const backendDomain = requiredAttr(dev, "backend-domain", what);
+      const backendDomain = xml.requiredAttr(dev, "backend-domain", what);
       const backendProblem = backendDomain === ADMINVM_NAME ? undefined : qubeNameProblem(backendDomain);
       if (backendProblem !== undefined) fail(`${what}: backend domain ${quote(backendDomain)}: ${backendProblem}`);
-      const id = requiredAttr(dev, "id", what);
-      const required = qbool(optionalAttr(dev, "required", what) ?? "yes", `${what} required`);
+      const id = xml.requiredAttr(dev, "id", what);
+      const required = qbool(xml.optionalAttr(dev, "required", what) ?? "yes", `${what} required`);
       const options = readNamedList([dev], "option", `${what} option`);
       out.push({ class: devClass, backendDomain, id, required, options });
     }
@@ -315,12 +244,12 @@ function readVolumes(el: Element, who: string): ParsedVolume[] {
   const out: ParsedVolume[] = [];
   const seen = new Set<string>();
   for (const v of grandchildren(el, "volume-config", "volume")) {
-    const name = requiredAttr(v, "name", `${who} volume`);
+    const name = xml.requiredAttr(v, "name", `${who} volume`);
     if (seen.has(name)) fail(`${who}: duplicate volume ${quote(name)}`);
     seen.add(name);
     const what = `${who} volume ${quote(name)}`;
-    const saveOnStop = qbool(optionalAttr(v, "save_on_stop", what) ?? "False", `${what} save_on_stop`);
-    const size = optionalAttr(v, "size", what);
+    const saveOnStop = qbool(xml.optionalAttr(v, "save_on_stop", what) ?? "False", `${what} save_on_stop`);
+    const size = xml.optionalAttr(v, "size", what);
     out.push(size === undefined ? { name, saveOnStop } : { name, saveOnStop, size: decimal(size, `${what} size`) });
   }
   return out;
