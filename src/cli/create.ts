@@ -9,10 +9,15 @@ import { resolveFilterProgram } from "../runtime/filters.js";
 import { readPassphrase } from "../runtime/passphrase.js";
 import type { PassphraseSource } from "../runtime/passphrase.js";
 import { openFileSink, resolveLocalDestination, stdoutSink } from "../transport/local.js";
+import { commandSink } from "../transport/command-sink.js";
+import { isRemoteSpec, openRemoteSink, parseRemote } from "../transport/remote.js";
+import type { RemoteOptions } from "../transport/remote.js";
 import type { BackupSink } from "../transport/sink.js";
 import { EXIT_OK } from "./exit.js";
 import { onInterrupt } from "./interrupt.js";
 import { CreateProgress, resultLine, summaryTable } from "./output.js";
+import { addRemoteOptions, remoteOptionsFrom, stallMsFrom } from "./remote-options.js";
+import type { RemoteFlags } from "./remote-options.js";
 import { confirm } from "./terminal.js";
 import { parseInteger, parseSize } from "./units.js";
 
@@ -24,7 +29,8 @@ export const MAX_SCRYPT_LOGN = 20;
 /** Below this the KDF is too cheap to slow down guessing; only for tests. */
 const WEAK_SCRYPT_LOGN = 14;
 
-interface CreateFlags {
+interface CreateFlags extends RemoteFlags {
+  destCommand?: string;
   passphraseFile?: string;
   passphraseCommand?: string;
   compressFilter?: string;
@@ -38,10 +44,14 @@ interface CreateFlags {
 }
 
 export function createCommand(): Command {
-  return new Command("create")
+  const cmd = new Command("create")
     .description("make an encrypted, authenticated Qubes OS backup (format v4) of the given sources")
-    .argument("<dest>", "a directory (the backup becomes DEST/qubes-backup-<date>), a new file path, or - for stdout")
-    .argument("<source...>", "NAME=PATH or NAME:VOLUME=PATH (see below)")
+    .argument(
+      "<dest>",
+      "a directory (the backup becomes DEST/qubes-backup-<date>), a new file path, - for stdout, or a remote (see below)",
+    )
+    .argument("[source...]", "NAME=PATH or NAME:VOLUME=PATH (see below)")
+    .option("--dest-command <cmd>", "pipe the backup into CMD (sh -c) instead of DEST; leave DEST out")
     .option("-p, --passphrase-file <file>", "read the passphrase from the first line of FILE (- = stdin)")
     .option("--passphrase-command <cmd>", "run CMD (with sh -c); its output is the passphrase")
     .option("-Z, --compress-filter <prog>", "compress with PROG (gzip, bzip2, xz, zstd, pigz, pbzip2, lzma, zstdmt)")
@@ -55,7 +65,8 @@ export function createCommand(): Command {
       String(DEFAULT_SCRYPT_LOGN),
     )
     .addOption(new Option("--backup-id <id>", "use this backup id instead of a fresh one (tests)").hideHelp(false))
-    .option("-y, --yes", "do not ask for confirmation")
+    .option("-y, --yes", "do not ask for confirmation");
+  return addRemoteOptions(cmd, "the destination accepts nothing")
     .addHelpText(
       "after",
       `
@@ -69,6 +80,14 @@ Sources:
   Repeating NAME adds files to one qube. Qube names follow Qubes' rules: 1 to 31 characters,
   a letter first, then letters, digits, '_', '.' or '-'; not "none", "default" or "Domain-0"; not ending in "-dm".
 
+Destinations (the backup is published under its final name only once it is complete):
+  DIR or FILE                            a local directory (DIR/qubes-backup-<date>) or a new file
+  -                                      standard output
+  ssh://[user@]host[:port]/path          over the system ssh (a path ending in / gets the dated name)
+  ssh+agent://[user@]host[:port]/NAME    to a host whose ssh forced command is \`qbackup agent\`
+  rclone:REMOTE:PATH                     to any rclone remote
+  --dest-command CMD                     into the stdin of CMD; it must exit 0
+
 Passphrase: from --passphrase-file, --passphrase-command, or asked twice on the terminal. It must be
 1 to 1024 bytes of printable UTF-8 without leading or trailing whitespace, so that Qubes' own restore
 and the emergency procedure (tar, scrypt, gzip) can use it too.
@@ -76,14 +95,19 @@ and the emergency procedure (tar, scrypt, gzip) can use it too.
 Examples:
   qbackup create /mnt/backups work=/var/lib/qubes/appvms/work/private.img dom0=/home/user
   qbackup create -p ~/.backup-pass --no-compress backup.bin vault=./vault.img vault:root=./root.img
-  qbackup create -y --passphrase-command 'pass show qubes-backup' - docs=~/Documents | ssh host 'cat > b.bin'`,
+  qbackup create -y --passphrase-command 'pass show qubes-backup' - docs=~/Documents | ssh host 'cat > b.bin'
+  qbackup create ssh+agent://storage/ work=/var/lib/qubes/appvms/work/private.img`,
     )
     .action(async function (this: Command, dest: string, sources: string[], flags: CreateFlags) {
-      process.exitCode = await runCreate(dest, sources, flags);
+      // with --dest-command there is no DEST: the first argument is a source
+      const [destination, sourceArgs] =
+        flags.destCommand === undefined ? [dest, sources] : [undefined, [dest, ...sources]];
+      if (sourceArgs.length === 0) throw new QbackupError("ERR_USAGE", "nothing to back up: give at least one SOURCE");
+      process.exitCode = await runCreate(destination, sourceArgs, flags);
     });
 }
 
-async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags): Promise<number> {
+async function runCreate(dest: string | undefined, sourceArgs: string[], flags: CreateFlags): Promise<number> {
   const jobs = parseInteger(flags.jobs, "--jobs", 1, 64);
   const compression = compressionFrom(flags, jobs);
   const chunkSize = parseSize(flags.chunkSize, "--chunk-size");
@@ -96,8 +120,10 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
   const logN = parseInteger(flags.scryptLogn, "--scrypt-logn", MIN_SCRYPT_LOGN, MAX_SCRYPT_LOGN);
   const passphraseSource = passphraseSourceFrom(flags);
 
+  const stallMs = stallMsFrom(flags);
+  const remoteOptions = remoteOptionsFrom(flags);
   const plan = await planBackup(sourceArgs.map(parseSourceSpec));
-  const destination = dest === "-" ? "-" : await resolveLocalDestination(dest);
+  const openSink = await destinationFrom(dest, flags.destCommand, stallMs, remoteOptions);
 
   process.stderr.write(summaryTable(plan));
   if (logN < WEAK_SCRYPT_LOGN) {
@@ -116,7 +142,7 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
   }
 
   const passphrase = await readPassphrase(passphraseSource);
-  const sink: BackupSink = destination === "-" ? stdoutSink() : await openFileSink(destination);
+  const sink: BackupSink = await openSink();
   const progress = new CreateProgress(process.stderr);
   const forget = onInterrupt(async () => {
     progress.clear();
@@ -141,6 +167,27 @@ async function runCreate(dest: string, sourceArgs: string[], flags: CreateFlags)
     progress.clear();
     forget();
   }
+}
+
+/**
+ * Checks the destination now (before the passphrase is asked for) and returns how to open it
+ * once the backup starts.
+ */
+async function destinationFrom(
+  dest: string | undefined,
+  destCommand: string | undefined,
+  stallMs: number,
+  remote: RemoteOptions,
+): Promise<() => Promise<BackupSink>> {
+  if (destCommand !== undefined) return () => Promise.resolve(commandSink(destCommand, stallMs));
+  if (dest === undefined) throw new QbackupError("ERR_USAGE", "where to? give DEST or --dest-command");
+  if (dest === "-") return () => Promise.resolve(stdoutSink());
+  if (isRemoteSpec(dest)) {
+    const spec = parseRemote(dest);
+    return () => openRemoteSink(spec, stallMs, remote);
+  }
+  const file = await resolveLocalDestination(dest);
+  return () => openFileSink(file);
 }
 
 function compressionFrom(flags: CreateFlags, jobs: number): Compression {

@@ -2,8 +2,10 @@
 import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 
+import { agentCommand } from "./agent.js";
 import { createCommand } from "./create.js";
 import { listCommand } from "./list.js";
+import { pruneCommand } from "./prune.js";
 import { restoreCommand, verifyCommand } from "./restore.js";
 import { EXIT_OK, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
 import { installInterruptHandlers } from "./interrupt.js";
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   program.addCommand(listCommand());
   program.addCommand(verifyCommand());
   program.addCommand(restoreCommand());
+  program.addCommand(pruneCommand());
+  program.addCommand(agentCommand());
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride();
     cmd.showHelpAfterError("(run with --help for usage)");

@@ -6,24 +6,24 @@ import { QbackupError } from "../errors.js";
 import type { OpenOptions } from "../restore/index.js";
 import { readPassphrase } from "../runtime/passphrase.js";
 import type { PassphraseSource } from "../runtime/passphrase.js";
+import { isRemoteSpec, openRemoteSource, parseRemote } from "../transport/remote.js";
 import { commandSource, openFileSource, stdinSource } from "../transport/source.js";
 import type { ByteSource } from "../transport/source.js";
-import { parseInteger, parseSize } from "./units.js";
+import { addRemoteOptions, remoteOptionsFrom, stallMsFrom } from "./remote-options.js";
+import type { RemoteFlags } from "./remote-options.js";
+import { parseSize } from "./units.js";
 
-export const DEFAULT_STALL_TIMEOUT_S = 120;
-
-export interface ReadFlags {
+export interface ReadFlags extends RemoteFlags {
   passphraseFile?: string;
   passphraseCommand?: string;
   sourceCommand?: string;
   compressionFilter?: string;
   maxKdfMemory?: string;
   maxKdfWork?: string;
-  stallTimeout: string;
 }
 
 export function addReadOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option("-p, --passphrase-file <file>", "read the passphrase from the first line of FILE (- = stdin)")
     .option("--passphrase-command <cmd>", "run CMD (with sh -c); its output is the passphrase")
     .option("--source-command <cmd>", "read the backup from the stdout of CMD (sh -c) instead of BACKUP")
@@ -32,23 +32,26 @@ export function addReadOptions(cmd: Command): Command {
       "decompress with PROG whatever the header says (like qvm-backup-restore -Z)",
     )
     .option("--max-kdf-memory <size>", "refuse chunks whose scrypt needs more memory (K/M/G)", "2G")
-    .option("--max-kdf-work <n>", "refuse chunks whose scrypt work N·r·p is larger", String(DEFAULT_KDF_LIMITS.maxWork))
     .option(
-      "--stall-timeout <seconds>",
-      "give up when --source-command sends nothing for this long",
-      String(DEFAULT_STALL_TIMEOUT_S),
+      "--max-kdf-work <n>",
+      "refuse chunks whose scrypt work N·r·p is larger",
+      String(DEFAULT_KDF_LIMITS.maxWork),
     );
+  return addRemoteOptions(cmd, "the source command, ssh or rclone sends nothing");
 }
 
-/** The backup argument (a path or `-`), or the source command: exactly one of them. */
+/**
+ * The backup argument (a path, `-`, ssh://…, ssh+agent://…, rclone:…), or the source command:
+ * exactly one of them.
+ */
 export function openSource(backup: string | undefined, flags: ReadFlags): Promise<ByteSource> | ByteSource {
   if (flags.sourceCommand !== undefined) {
     if (backup !== undefined) throw new QbackupError("ERR_USAGE", "give either BACKUP or --source-command, not both");
-    const seconds = parseInteger(flags.stallTimeout, "--stall-timeout", 1, 86_400);
-    return commandSource(flags.sourceCommand, seconds * 1000);
+    return commandSource(flags.sourceCommand, stallMsFrom(flags));
   }
   if (backup === undefined)
-    throw new QbackupError("ERR_USAGE", "which backup? give BACKUP (a file or -) or --source-command");
+    throw new QbackupError("ERR_USAGE", "which backup? give BACKUP (a file, -, or a remote) or --source-command");
+  if (isRemoteSpec(backup)) return openRemoteSource(parseRemote(backup), stallMsFrom(flags), remoteOptionsFrom(flags));
   return backup === "-" ? stdinSource() : openFileSource(backup);
 }
 

@@ -4,12 +4,11 @@
  * "command to pipe the backup to"). Every source counts the bytes it really read, and a command
  * that stops producing data for too long is killed and reported, never waited on forever.
  */
-import { spawn } from "node:child_process";
-import type { ChildProcessByStdio } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { Readable } from "node:stream";
 import { QbackupError, systemErrorCode } from "../errors.js";
+import { ChildPipe } from "./command-sink.js";
 import { pathExists } from "../runtime/paths.js";
 
 export interface ByteSource {
@@ -216,49 +215,66 @@ export function stdinSource(stream: NodeJS.ReadStream = process.stdin): ByteSour
   );
 }
 
-const STDERR_TAIL_BYTES = 2048;
-
 /**
  * `sh -c COMMAND`; its stdout is the backup. If it produces nothing for `stallMs`, it is killed
  * and the read fails. On close, a non-zero exit status is an error (unless we stopped reading
  * early on purpose, e.g. `list`, in which case it is killed).
  */
 export function commandSource(command: string, stallMs: number): ByteSource {
-  const child: ChildProcessByStdio<null, Readable, Readable> = spawn("/bin/sh", ["-c", command], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderrTail = "";
-  child.stderr.on("data", (d: Buffer) => (stderrTail = (stderrTail + d.toString("utf8")).slice(-STDERR_TAIL_BYTES)));
-  // 'exit', not 'close': a grandchild (e.g. `sleep` after a killed shell) may keep the pipes open
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("error", () => resolve({ code: -1, signal: null }));
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
-  const lastLine = () => stderrTail.trim().split("\n").pop() ?? "";
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
-  return new StreamSource(
-    `source command '${command}'`,
-    child.stdout,
-    stallMs,
-    () => {
-      kill();
-      return new QbackupError("ERR_SOURCE", `source command stalled: no data for ${Math.round(stallMs / 1000)} s`, {
-        hint: "check the command, or raise --stall-timeout",
-      });
+  return spawnSource(["/bin/sh", "-c", command], `source command '${command}'`, "source command", stallMs);
+}
+
+/**
+ * Read a program's stdout as a ByteSource (not seekable). No data for `stallMs` kills it; at the
+ * end of its output a non-zero exit status is the error, with its last stderr line.
+ */
+export function spawnSource(argv: readonly string[], description: string, what: string, stallMs: number): ByteSource {
+  const pipe = new ChildPipe(argv, { what, errorCode: "ERR_SOURCE", stallMs, stdin: false });
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let total = 0;
+  let ended = false;
+  const source: ByteSource = {
+    description,
+    seekable: false,
+    get bytesRead() {
+      return total;
     },
-    async (abandon) => {
-      if (abandon) kill();
-      child.stdout.destroy();
-      const { code, signal } = await exited;
-      child.stderr.destroy();
-      if (abandon) return;
-      if (code !== 0) {
-        const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-        const tail = lastLine();
-        throw new QbackupError("ERR_SOURCE", `source command ${how}${tail ? `: ${tail}` : ""}`);
+    async read(length) {
+      while (pendingBytes < length && !ended) {
+        const chunk = await pipe.next();
+        if (chunk === null) {
+          ended = true;
+          await pipe.requireSuccess();
+        } else {
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          total += chunk.length;
+        }
       }
+      const n = Math.min(length, pendingBytes);
+      const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      const rest = all.subarray(n);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      return all.subarray(0, n);
     },
-  );
+    async skip(length) {
+      let skipped = 0;
+      while (skipped < length) {
+        const piece = await source.read(Math.min(1024 * 1024, length - skipped));
+        if (piece.length === 0) break;
+        skipped += piece.length;
+      }
+      return skipped;
+    },
+    async close(abandon = false) {
+      if (abandon) pipe.kill();
+      pipe.child.stdout?.destroy();
+      const status = await pipe.exit;
+      pipe.child.stderr.destroy();
+      if (!abandon && (status.code !== 0 || status.spawnError)) throw await pipe.exitFailure();
+    },
+  };
+  return source;
 }

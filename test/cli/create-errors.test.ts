@@ -145,7 +145,7 @@ describe("qbackup create refuses bad input cleanly", () => {
 
   it.each([
     [["create"], /missing required argument 'dest'/],
-    [["create", "/tmp"], /missing required argument 'source'/],
+    [["create", "/tmp"], /nothing to back up: give at least one SOURCE/],
     [["create", "-y", "/tmp", "work"], /source 'work' is not NAME=PATH or NAME:VOLUME=PATH/],
     [["create", "-y", "/tmp", "1work=/etc/hostname"], /invalid qube name "1work"/],
     [["create", "-y", "--chunk-size", "12X", "/tmp", "w=/etc/hostname"], /--chunk-size '12X' is not a size/],

@@ -38,7 +38,7 @@ describe("restore against a misbehaving source or filter", () => {
       { timeoutMs: 30_000 },
     );
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^qbackup: error: source command stalled: no data for 2 s$/m);
+    expect(r.stderr).toMatch(/^qbackup: error: source command stalled: it sent no data for 2 s$/m);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(fs.existsSync(dest) ? fs.readdirSync(dest) : []).toEqual([]);
   });
