@@ -10,11 +10,16 @@ async function* pieces(sizes: number[]): AsyncGenerator<Buffer> {
 
 async function cut(sizes: number[], chunkSize: number) {
   const started: number[] = [];
+  const fills: Array<[number, number]> = [];
   const chunks: Array<{ index: number; data: Buffer }> = [];
-  for await (const c of chunkStream(pieces(sizes), chunkSize, (i) => started.push(i))) {
+  const onData = (i: number, filled: number) => {
+    if (started.at(-1) !== i) started.push(i);
+    fills.push([i, filled]);
+  };
+  for await (const c of chunkStream(pieces(sizes), chunkSize, onData)) {
     chunks.push({ index: c.index, data: Buffer.from(c.data) }); // copy: the buffer is reused
   }
-  return { chunks, started };
+  return { chunks, started, fills };
 }
 
 describe("chunkStream", () => {
@@ -26,6 +31,17 @@ describe("chunkStream", () => {
     expect(started).toEqual([0, 1, 2, 3]);
     const all = Buffer.concat(chunks.map((c) => c.data));
     expect([...all]).toEqual(Array.from({ length: total }, (_, i) => i & 0xff));
+  });
+
+  it("reports how full each chunk is as bytes arrive", async () => {
+    const { fills } = await cut([600, 600, 1000], 1024);
+    expect(fills).toEqual([
+      [0, 600],
+      [0, 1024],
+      [1, 176],
+      [1, 1024],
+      [2, 152],
+    ]);
   });
 
   it("adds no empty chunk when the length is an exact multiple", async () => {

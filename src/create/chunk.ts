@@ -18,11 +18,14 @@ export interface Chunk {
   data: Buffer;
 }
 
-/** `onChunkStart(i)` fires when the first byte of chunk i arrives (lets its KDF start early). */
+/**
+ * `onData(i, filled)` fires whenever bytes were added to chunk i (`filled` of them so far; 0 only
+ * for the single empty chunk of an empty stream): lets the KDFs of this and later chunks start early.
+ */
 export async function* chunkStream(
   input: AsyncIterable<Buffer>,
   chunkSize: number,
-  onChunkStart: (index: number) => void = () => undefined,
+  onData: (index: number, filled: number) => void = () => undefined,
 ): AsyncGenerator<Chunk> {
   if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) {
     throw new QbackupError("ERR_INTERNAL", `bad chunk size ${chunkSize}`);
@@ -30,30 +33,25 @@ export async function* chunkStream(
   let buffer: Buffer = Buffer.allocUnsafe(Math.min(chunkSize, INITIAL_BUFFER));
   let filled = 0;
   let index = 0;
-  let started = false;
 
   for await (const piece of input) {
     let off = 0;
     while (off < piece.length) {
-      if (!started) {
-        onChunkStart(index);
-        started = true;
-      }
       if (filled === buffer.length) buffer = grow(buffer, chunkSize);
       const n = Math.min(piece.length - off, buffer.length - filled);
       piece.copy(buffer, filled, off, off + n);
       filled += n;
       off += n;
+      onData(index, filled);
       if (filled === chunkSize) {
         yield { index, data: buffer.subarray(0, filled) };
         index++;
         filled = 0;
-        started = false;
       }
     }
   }
-  if (started || index === 0) {
-    if (!started) onChunkStart(index);
+  if (filled > 0 || index === 0) {
+    if (filled === 0) onData(index, 0);
     yield { index, data: buffer.subarray(0, filled) };
   }
 }

@@ -33,6 +33,7 @@ import {
 import { validatePassphrase } from "../format/passphrase.js";
 import type { BackupSink } from "../transport/sink.js";
 import { chunkStream } from "./chunk.js";
+import { likelyChunkCount } from "./likely-chunks.js";
 import { compress, headerCompressionFields } from "./compress.js";
 import type { Compression } from "./compress.js";
 import { OuterArchiveWriter } from "./outer.js";
@@ -147,20 +148,29 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
     let stored = 0;
     for (const file of qube.files) {
       emit({ type: "file-start", qube: qube.name, file: file.fileBase, estimate: file.estimate });
+      let inputRead = 0;
       const progress = {
         scanned: (bytes: number) => emit({ type: "scanned", bytes }),
-        read: (bytes: number) => emit({ type: "read", bytes }),
+        read: (bytes: number) => {
+          inputRead += bytes;
+          emit({ type: "read", bytes });
+        },
         warning: (message: string) => emit({ type: "warning", message }),
       };
       const inner =
         file.kind === "volume" ? volumeArchive(file, progress) : treeArchive(file.path, file.fileBase, progress);
       const next = files[files.indexOf(file) + 1];
       if (next) sealer.prepare(next.fileBase, 0);
-      const expectedChunks = Math.ceil(storedBytesBound({ ...qube, files: [file] }, chunkSize) / chunkSize);
-      const onChunkStart = (i: number) => sealer.prepareAhead(file.fileBase, i, ahead, expectedChunks);
+      // keys of this chunk and of the next ones the file will likely have (likely-chunks.ts)
+      const bound = Math.ceil(storedBytesBound({ ...qube, files: [file] }, chunkSize) / chunkSize);
+      const onData = (index: number, filled: number) => {
+        const produced = index * chunkSize + filled;
+        const likely = likelyChunkCount({ produced, inputRead, inputTotal: file.estimate, chunkSize, bound });
+        sealer.prepareAhead(file.fileBase, index, ahead, likely ?? index + 1);
+      };
       let chunks = 0;
       let fileStored = 0;
-      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, onChunkStart)) {
+      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, onData)) {
         const container = await sealer.seal(file.fileBase, chunk.index, chunk.data);
         fileStored += await member(chunkMemberName(file.fileBase, chunk.index), container);
         chunks++;
