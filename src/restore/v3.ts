@@ -50,9 +50,9 @@ export function authenticateHeaderV3(
   if (!/(?:^|\n)version=/.test(headerBytes.toString("latin1"))) {
     throw new QbackupError(
       "ERR_HEADER_UNSUPPORTED",
-      "this is a format v2 backup (Qubes R2 beta/rc): reading it is not supported",
+      "this is a format v2 backup (Qubes R2 beta/rc): qbackup does not read v2",
       {
-        hint: "each 100 MB volume of its GNU multi-volume tar is encrypted (and zlib-compressed) on its own; decrypt each with `openssl enc -d -md md5` and extract them with `tar -xM`",
+        hint: "v2 stores each file as a GNU multi-volume tar whose 100 MB volumes are each encrypted (with openssl's -z zlib compression) on their own; qbackup has neither a multi-volume tar reader nor -z; by hand: verify each .hmac, `openssl enc -d -z -md md5` each volume, then `tar -xM` them in order",
       },
     );
   }

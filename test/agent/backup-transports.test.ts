@@ -153,6 +153,41 @@ describe("over a real sshd", () => {
     expect(fs.readdirSync(root).filter((n) => n.includes("cut"))).toEqual([]);
   });
 
+  it("qbackup itself killed mid-upload (SIGKILL, no cleanup): the agent keeps nothing", async () => {
+    const big = path.join(dir, "big.img");
+    const r = await runQbackup(
+      [
+        "create",
+        "-y",
+        "-p",
+        pass,
+        "--scrypt-logn",
+        "14",
+        "-j",
+        "1",
+        "--chunk-size",
+        "1M",
+        ...ssh(),
+        agentUrl("killed"),
+        `big=${big}`,
+      ],
+      {
+        signal: {
+          name: "SIGKILL",
+          when: () => {
+            const partial = fs.readdirSync(root).find((n) => n.startsWith(".killed.partial"));
+            return partial !== undefined && fs.statSync(path.join(root, partial)).size >= 2 * MIB;
+          },
+        },
+      },
+    );
+    expect(r.signal).toBe("SIGKILL");
+    for (let i = 0; i < 100 && fs.readdirSync(root).some((n) => n.includes("killed")); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(fs.readdirSync(root).filter((n) => n.includes("killed"))).toEqual([]);
+  });
+
   it("prune: refused for the append-only client, done for an administrator's key", async () => {
     const created = await runQbackup([
       "create",

@@ -216,6 +216,30 @@ describe("tampering with a v3 backup", () => {
     expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
   });
 
+  it("a flipped bit in ANY chunk or .hmac member is refused before that chunk is used", async () => {
+    const names = b.members.map((m) => m.name).filter((n) => n !== "backup-header" && n !== "backup-header.hmac");
+    expect(names.length).toBeGreaterThan(10);
+    for (const name of names) {
+      const label = `every-${names.indexOf(name)}`;
+      const backup = variant(label, (stage) =>
+        name.endsWith(".hmac") ? flipHexDigit(path.join(stage, name)) : flipByte(path.join(stage, name), 17),
+      );
+      const out = path.join(dir, `${label}-out`);
+      const chunk = name.replace(/\.hmac$/, "");
+      await expect(
+        restoreBackup(await openFileSource(backup), {
+          passphrase: GOLDEN_PASSPHRASE,
+          kdfLimits: DEFAULT_KDF_LIMITS,
+          destDir: out,
+        }),
+        name,
+      ).rejects.toMatchObject({ code: "ERR_CHUNK_AUTH", message: expect.stringContaining(`member ${chunk}:`) });
+      expect(fs.existsSync(out) ? fs.readdirSync(out) : [], name).toEqual([]);
+      fs.rmSync(path.join(dir, `stage-${label}`), { recursive: true, force: true });
+      fs.rmSync(backup, { force: true });
+    }
+  });
+
   it("a wrong passphrase is refused at the header", async () => {
     const out = path.join(dir, "wrong-out");
     const wrong = passphraseFile(tempDir("qb-v3-wrong-"), "not the passphrase");
@@ -277,7 +301,8 @@ describe("older formats", () => {
     fs.closeSync(fd);
     const r = await runQbackup(["list", "-p", goldenPass, v2]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/this is a format v2 backup \(Qubes R2 beta\/rc\): reading it is not supported/);
+    expect(r.stderr).toMatch(/this is a format v2 backup \(Qubes R2 beta\/rc\): qbackup does not read v2/);
+    expect(r.stderr).toMatch(/multi-volume tar/);
   });
 });
 
