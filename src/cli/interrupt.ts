@@ -7,7 +7,12 @@ import { EXIT_SIGINT, EXIT_SIGTERM } from "./exit.js";
 
 type Cleanup = () => Promise<void>;
 const cleanups = new Set<Cleanup>();
-let interrupted = false;
+let interrupted: NodeJS.Signals | undefined;
+
+/** The signal that interrupted this run, if one did: errors after it are consequences, not news. */
+export function interruptedBy(): NodeJS.Signals | undefined {
+  return interrupted;
+}
 
 /** Register a cleanup; call the returned function once it is no longer needed. */
 export function onInterrupt(cleanup: Cleanup): () => void {
@@ -18,7 +23,7 @@ export function onInterrupt(cleanup: Cleanup): () => void {
 export function installInterruptHandlers(beforeExit: () => void = () => undefined): void {
   const handle = (signal: NodeJS.Signals) => {
     if (interrupted) return;
-    interrupted = true;
+    interrupted = signal;
     beforeExit();
     void Promise.allSettled([...cleanups].map((c) => c())).then(() => {
       process.stderr.write(`qbackup: error: interrupted by ${signal}; nothing was left behind\n`);

@@ -7,8 +7,8 @@ import { createCommand } from "./create.js";
 import { listCommand } from "./list.js";
 import { pruneCommand } from "./prune.js";
 import { restoreCommand, verifyCommand } from "./restore.js";
-import { EXIT_OK, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
-import { installInterruptHandlers } from "./interrupt.js";
+import { EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
+import { installInterruptHandlers, interruptedBy } from "./interrupt.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
@@ -39,6 +39,11 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (err instanceof CommanderError) {
       // help and version exit 0; everything else commander rejects is a usage error (already printed)
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    const signal = interruptedBy();
+    if (signal !== undefined) {
+      // the interrupt handler is cleaning up; it says what happened and exits
+      return signal === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM;
     }
     reportError(err);
     return exitCodeFor(err);

@@ -35,6 +35,9 @@ function addJobsOption(cmd: Command): Command {
   );
 }
 
+/** How long an interrupted restore may take to remove what it wrote (a KDF may have to finish). */
+const INTERRUPT_GRACE_MS = 30_000;
+
 export function restoreCommand(): Command {
   const cmd = new Command("restore")
     .description("restore qubes from a backup into DESTDIR/<qube>/ (volumes as sparse <volume>.img files)")
@@ -112,13 +115,19 @@ async function runRestore(
     ...(dest === undefined ? {} : { destDir: dest }),
     onEvent: (e) => progress.onEvent(e),
   };
+  let settled: Promise<unknown> = Promise.resolve();
   const forget = onInterrupt(async () => {
     progress.clear();
+    // closing the source makes the restore fail at its next read; it then removes its temporary
+    // directories (a running KDF finishes first), and only then may the process exit
     await source.close(true);
+    await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, INTERRUPT_GRACE_MS))]);
   });
   let report: RestoreReport;
   try {
-    report = await restoreBackup(source, options);
+    const running = restoreBackup(source, options);
+    settled = running.catch(() => undefined);
+    report = await running;
   } finally {
     progress.clear();
     forget();

@@ -8,6 +8,22 @@ import { fileURLToPath } from "node:url";
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const QBACKUP = path.join(REPO, "bin/qbackup.js");
 
+/** True once process `pid` has `file` open: it is past its start-up and at work on it. */
+export function hasOpen(pid: number, file: string): boolean {
+  try {
+    const fds = fs.readdirSync(`/proc/${pid}/fd`);
+    return fds.some((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
 export interface CliResult {
   status: number | null;
   signal: NodeJS.Signals | null;
@@ -20,8 +36,8 @@ export interface CliOptions {
   cwd?: string;
   /** Prepended to the command (e.g. setpriv to drop root's file-permission override). */
   wrapper?: string[];
-  /** Send this signal once `when()` becomes true (polled every 10 ms). */
-  signal?: { name: NodeJS.Signals; when: () => boolean };
+  /** Send this signal once `when(pid)` becomes true (polled every 10 ms; pid: qbackup's process). */
+  signal?: { name: NodeJS.Signals; when: (pid: number) => boolean };
   timeoutMs?: number;
   /** Extra environment variables (e.g. a PATH with fake tools first). */
   env?: Record<string, string>;
@@ -41,7 +57,7 @@ export function runQbackup(args: string[], opts: CliOptions = {}): Promise<CliRe
   const poller =
     opts.signal &&
     setInterval(() => {
-      if (opts.signal!.when()) {
+      if (child.pid !== undefined && opts.signal!.when(child.pid)) {
         child.kill(opts.signal!.name);
         clearInterval(poller);
       }
