@@ -1,9 +1,15 @@
 /**
  * Authentication: a sealed member becomes plaintext only after its whole container was checked.
  * The scrypt header is read first and its parameters are bounded before the KDF runs (they come
- * from unauthenticated bytes); the ciphertext is MACed while it is read and held, still
- * encrypted, until the final MAC matches; only then is it decrypted, in place, and released.
+ * from unauthenticated bytes); then the ciphertext is MACed as it is read, and nothing of it is
+ * released before the final MAC matches. Two ways to hold it meanwhile:
+ *   - from a stream, the ciphertext is kept (still encrypted) and decrypted in place at the end;
+ *   - from a file, nothing is kept: the first pass records a SHA-256 of every 1 MiB piece, and
+ *     once the MAC matched, a second pass reads each piece again by position, requires the same
+ *     digest (a source that changes between the passes gains nothing), decrypts and releases it.
+ *     Memory then does not grow with the chunk size.
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import { CONTAINER_HEADER_SIZE, CONTAINER_MAC_SIZE, CONTAINER_OVERHEAD } from "../codec/scrypt/index.js";
 import { QbackupError } from "../errors.js";
 import type { KeyDerivation } from "./kdf-ahead.js";
@@ -42,6 +48,56 @@ export async function openSealedMember(
     return ciphertext;
   } catch (err) {
     throw withMemberName(err, member.name);
+  }
+}
+
+/**
+ * The authenticated plaintext of the current member, in pieces of at most 1 MiB: two passes when
+ * the source can be read again by position (see the top of this file), otherwise one buffer.
+ */
+export async function* openSealedMemberPieces(
+  reader: OuterReader,
+  member: OuterMember,
+  passphraseString: Buffer,
+  keys: KeyDerivation,
+): AsyncGenerator<Buffer> {
+  if (!reader.rereadable) {
+    yield await openSealedMember(reader, member, passphraseString, keys);
+    return;
+  }
+  if (member.size < CONTAINER_OVERHEAD) {
+    throw new QbackupError(
+      "ERR_SCRYPT_FORMAT",
+      `member ${member.name} is ${member.size} bytes, too short for a scrypt container`,
+    );
+  }
+  const ciphertextBytes = member.size - CONTAINER_OVERHEAD;
+  const digests: Buffer[] = [];
+  let opener;
+  try {
+    const header = await reader.read(CONTAINER_HEADER_SIZE);
+    opener = await keys.opener(member.name, header, passphraseString);
+    for (let done = 0; done < ciphertextBytes;) {
+      const piece = await reader.read(Math.min(READ_PIECE, ciphertextBytes - done));
+      opener.authenticate(piece);
+      digests.push(createHash("sha256").update(piece).digest());
+      done += piece.length;
+    }
+    opener.verify(await reader.read(CONTAINER_MAC_SIZE));
+  } catch (err) {
+    throw withMemberName(err, member.name);
+  }
+  for (let i = 0, offset = CONTAINER_HEADER_SIZE; offset < CONTAINER_HEADER_SIZE + ciphertextBytes; i++) {
+    const length = Math.min(READ_PIECE, CONTAINER_HEADER_SIZE + ciphertextBytes - offset);
+    const piece = await reader.reread(member, offset, length);
+    if (!timingSafeEqual(createHash("sha256").update(piece).digest(), digests[i]!)) {
+      throw new QbackupError("ERR_CHUNK_AUTH", `member ${member.name} changed while it was being read`, {
+        hint: "the backup source returned different bytes for the same member",
+      });
+    }
+    opener.decryptInPlace(piece);
+    offset += length;
+    yield piece;
   }
 }
 

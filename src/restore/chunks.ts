@@ -6,7 +6,7 @@
  * stream (decrypted where v3 needs it) goes on to decompression and the inner tar reader.
  */
 import { chunkMemberName, chunkPassphraseString, parseChunkMemberName } from "../format/names.js";
-import { openSealedMember } from "./authenticate.js";
+import { openSealedMemberPieces } from "./authenticate.js";
 import type { KeyDerivation } from "./kdf-ahead.js";
 import type { OuterMember, OuterReader } from "./outer-reader.js";
 
@@ -21,8 +21,11 @@ export interface StoredChunks {
   chunkOf(memberName: string): ChunkId;
   /** The name chunk `index` of `base` has (for messages). */
   memberName(base: string, index: number): string;
-  /** Reads the current member (and what authenticates it) and returns its authenticated bytes. */
-  open(reader: OuterReader, member: OuterMember, chunk: ChunkId): Promise<Buffer>;
+  /**
+   * Reads the current member (and what authenticates it) and yields its bytes once they are
+   * authenticated, in one or more pieces.
+   */
+  open(reader: OuterReader, member: OuterMember, chunk: ChunkId): AsyncIterable<Buffer>;
   /** Skips the current member, and what authenticates it, without authenticating anything. */
   skip(reader: OuterReader, member: OuterMember): Promise<void>;
   /** A file's authenticated chunks, in order → its (compressed) inner archive. */
@@ -49,8 +52,8 @@ export class SealedChunks implements StoredChunks {
     return chunkMemberName(base, index);
   }
 
-  open(reader: OuterReader, member: OuterMember, { base, index }: ChunkId): Promise<Buffer> {
-    return openSealedMember(
+  open(reader: OuterReader, member: OuterMember, { base, index }: ChunkId): AsyncIterable<Buffer> {
+    return openSealedMemberPieces(
       reader,
       member,
       chunkPassphraseString(this.backupId, base, index, this.passphrase),

@@ -187,8 +187,8 @@ async function openV4(
   const chunks = new SealedChunks(backupId, options.passphrase, keys);
 
   const xmlMember = await expectMember(reader, chunkMemberName(QUBES_XML_BASE, 0));
-  const xmlChunk = await chunks.open(reader, xmlMember, { base: QUBES_XML_BASE, index: 0 });
-  const manifest = parseQubesXml(await untarQubesXml(oneBuffer(xmlChunk), decompression));
+  const xmlChunk = chunks.open(reader, xmlMember, { base: QUBES_XML_BASE, index: 0 });
+  const manifest = parseQubesXml(await untarQubesXml(xmlChunk, decompression));
   return { header, backupId, decompression, manifest, qubes: includedQubes(manifest), reader, chunks };
 }
 

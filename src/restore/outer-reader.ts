@@ -125,6 +125,22 @@ export class OuterReader {
     return found;
   }
 
+  /** True when members can be read again by position (a file, not a stream). */
+  get rereadable(): boolean {
+    return this.source.pread !== undefined;
+  }
+
+  /** `length` bytes of `member`'s data from `offset`, by position; the reader does not move. */
+  async reread(member: OuterMember, offset: number, length: number): Promise<Buffer> {
+    const pread = this.source.pread;
+    if (!pread || offset < 0 || offset + length > member.size) {
+      throw new QbackupError("ERR_INTERNAL", `reread of ${member.name} outside the member or the source`);
+    }
+    const data = await pread(member.offset + offset, length);
+    if (data.length < length) throw malformed(`backup ends inside member ${member.name} (read again)`);
+    return data;
+  }
+
   /** Positional read of a member's data (see peekAhead). */
   async peekData(member: OuterMember, length: number): Promise<Buffer | undefined> {
     return this.source.pread?.(member.offset, Math.min(length, member.size));

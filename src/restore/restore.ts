@@ -357,15 +357,16 @@ async function processChunk(
   const file = run.file;
   file.next = index + 1;
   result.storedBytes += member.size;
-  const plaintext = await opened.chunks.open(opened.reader, member, { base, index });
-  await file.channel.push(plaintext).catch(async (err: unknown) => {
-    // the consumer failed (its error is the real one) or ended before this chunk
-    const failure = await file.consumer.then(
-      () => new QbackupError("ERR_TAR_MALFORMED", `chunk ${member.name} comes after the end of ${base}`),
-      (e: unknown) => e,
-    );
-    throw failure ?? err;
-  });
+  for await (const plaintext of opened.chunks.open(opened.reader, member, { base, index })) {
+    await file.channel.push(plaintext).catch(async (err: unknown) => {
+      // the consumer failed (its error is the real one) or ended before this chunk
+      const failure = await file.consumer.then(
+        () => new QbackupError("ERR_TAR_MALFORMED", `chunk ${member.name} comes after the end of ${base}`),
+        (e: unknown) => e,
+      );
+      throw failure ?? err;
+    });
+  }
 }
 
 function startFile(run: QubeRun, base: string, opened: OpenedBackup): FileRun {

@@ -86,7 +86,12 @@ export class HmacChunks implements StoredChunks {
     return chunkPath(base, index);
   }
 
-  async open(reader: OuterReader, member: OuterMember): Promise<Buffer> {
+  async *open(reader: OuterReader, member: OuterMember): AsyncGenerator<Buffer> {
+    yield await this.openWhole(reader, member);
+  }
+
+  /** The chunk held in memory until the `.hmac` after it matches (v3 chunks are at most 100 MiB). */
+  async openWhole(reader: OuterReader, member: OuterMember): Promise<Buffer> {
     const mac = new HmacVerifier(this.header.hmacAlgorithm ?? "", this.key);
     const bytes = Buffer.allocUnsafe(member.size);
     for (let filled = 0; filled < bytes.length;) {
@@ -135,7 +140,7 @@ export async function readQubesXmlChunkV3(reader: OuterReader, chunks: HmacChunk
       hint: "a Qubes v3 backup starts with backup-header, backup-header.hmac and qubes.xml.000",
     });
   }
-  return chunks.open(reader, member);
+  return chunks.openWhole(reader, member);
 }
 
 async function expectHmacOf(reader: OuterReader, member: OuterMember): Promise<OuterMember> {
