@@ -13,7 +13,6 @@
  * Results: a table on stdout and bench/out/results[-quick].json. --quick is the small smoke
  * version CI runs (small data set, cheap KDF everywhere).
  */
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
@@ -21,6 +20,8 @@ import { fileURLToPath } from "node:url";
 import { emergencyRestoreV4 } from "../test/support/emergency-v4.js";
 import { sha256File, snapshotTree } from "../test/support/sources.js";
 import { FULL, QUICK, ensureDataset } from "./dataset.js";
+import { timed } from "./measure.js";
+import type { Run } from "./measure.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
@@ -29,36 +30,6 @@ const MiB = 1024 * 1024;
 const quick = process.argv.includes("--quick");
 const OUT = path.join(HERE, "out");
 const PASSPHRASE = "benchmark passphrase";
-
-interface Run {
-  name: string;
-  seconds: number;
-  peakRssMiB?: number;
-  tempBytes?: number;
-}
-
-function timed(name: string, argv: string[], env: Record<string, string> = {}): Run {
-  const tmp = fs.mkdtempSync(path.join(OUT, "tmp-"));
-  const started = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", ...argv], {
-    env: { ...process.env, TMPDIR: tmp, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-    maxBuffer: 64 * MiB,
-  });
-  const seconds = (performance.now() - started) / 1000;
-  const stderr = r.stderr.toString();
-  if (r.status !== 0)
-    throw new Error(`${name} failed (${r.status}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
-  const peakRssMiB = Number(stderr.trim().split("\n").pop()) / 1024;
-  const tempBytes =
-    fs.readdirSync(tmp, { recursive: true }).length === 0
-      ? 0
-      : Number(spawnSync("du", ["-sb", tmp]).stdout.toString().split("\t")[0]);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  const run = { name, seconds, peakRssMiB, tempBytes };
-  console.error(`  ${name}: ${seconds.toFixed(1)} s, peak RSS ${peakRssMiB.toFixed(0)} MiB`);
-  return run;
-}
 
 function timedInProcess(name: string, work: () => void): Run {
   const started = performance.now();
@@ -96,19 +67,21 @@ function main(): void {
 
   console.error("create, defaults:");
   const [refCmd, refEnv] = refCreate(p("ref-stock.bin"), stock);
-  const refDefault = timed("reference create (stock scrypt parameters)", [...refCmd], refEnv);
+  const refDefault = timed(OUT, "reference create (stock scrypt parameters)", [...refCmd], refEnv);
   const qbCreate = timed(
+    OUT,
     "qbackup create (defaults)",
     qb("create", "-y", "-p", passFile, ...qbDefault, p("qb-default.bin"), ...sources),
   );
 
   console.error(`create, equal parameters (logN ${equal}, r 8, p 1):`);
   const qbEqual = timed(
+    OUT,
     `qbackup create (logN ${equal})`,
     qb("create", "-y", "-p", passFile, "--scrypt-logn", String(equal), p("qb-equal.bin"), ...sources),
   );
   const [refCmd2, refEnv2] = refCreate(p("ref-equal.bin"), `--logN ${equal} -r 8 -p 1`);
-  const refEqual = timed(`reference create (logN ${equal})`, [...refCmd2], refEnv2);
+  const refEqual = timed(OUT, `reference create (logN ${equal})`, [...refCmd2], refEnv2);
 
   console.error("restore:");
   const emergency = timedInProcess("emergency procedure, reference backup", () =>
@@ -119,16 +92,18 @@ function main(): void {
     ),
   );
   const qbRestoreStock = timed(
+    OUT,
     "qbackup restore, reference backup",
     qb("restore", "-p", passFile, p("ref-stock.bin"), p("qr-stock")),
   );
   check(p("qr-stock"), "vm/private.img", "dom0-home/home-link");
   const qbRestoreOwn = timed(
+    OUT,
     "qbackup restore, qbackup default backup",
     qb("restore", "-p", passFile, p("qb-default.bin"), p("qr-own")),
   );
   check(p("qr-own"), "vm/private.img", "dom0-home/home-link");
-  const qbList = timed("qbackup list, qbackup default backup", qb("list", "-p", passFile, p("qb-default.bin")));
+  const qbList = timed(OUT, "qbackup list, qbackup default backup", qb("list", "-p", passFile, p("qb-default.bin")));
 
   console.error("checking qbackup's backups with the emergency procedure:");
   for (const b of ["qb-default", "qb-equal"]) {
