@@ -277,7 +277,7 @@ function readQube(e: DomainElement, resolve: (qid: string, what: string) => stri
   const services = xml.optionalAttr(el, "services", who);
   if (services !== undefined && services !== "") {
     for (const [service, value] of parseServices(services, `${who}: services`)) {
-      features[SERVICE_TO_FEATURE[service] ?? service] = value;
+      features[Object.hasOwn(SERVICE_TO_FEATURE, service) ? SERVICE_TO_FEATURE[service]! : service] = value;
     }
   }
   const pcidevs = xml.optionalAttr(el, "pcidevs", who);

@@ -25,19 +25,23 @@ export const OUTER_MEMBER_OWNER = "root";
 
 /** End-of-archive marker: two zero blocks. */
 const END_MARKER_SIZE = 2 * BLOCK_SIZE;
-const PRINTABLE_ASCII_FIRST = 0x20;
+/** Printable ASCII without the space: the reader accepts no more (Qubes passes names space-separated). */
+const PRINTABLE_ASCII_FIRST = 0x21;
 const PRINTABLE_ASCII_LAST = 0x7e;
 
 /**
- * Throws ERR_UNSAFE_PATH unless `name` is printable ASCII, relative, without empty/'.'/'..'
- * components, and fits the ustar name (100) or prefix (155) + name (100) fields.
+ * Throws ERR_UNSAFE_PATH unless `name` is printable ASCII without spaces, relative, without
+ * empty/'.'/'..' components, and fits the ustar name (100) or prefix (155) + name (100) fields.
  */
 export function validateOuterMemberName(name: string): void {
   checkRelativePath(name, "outer member name");
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (c < PRINTABLE_ASCII_FIRST || c > PRINTABLE_ASCII_LAST) {
-      throw new QbackupError("ERR_UNSAFE_PATH", `outer member name: not printable ASCII: ${JSON.stringify(name)}`);
+      throw new QbackupError(
+        "ERR_UNSAFE_PATH",
+        `outer member name: not printable ASCII without spaces: ${JSON.stringify(name)}`,
+      );
     }
   }
   if (splitUstarName(name) === undefined) {
