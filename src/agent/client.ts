@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { QbackupError } from "../errors.js";
+import { ByteQueue } from "../runtime/streams.js";
 import type { ErrorCode } from "../errors.js";
 import { ChildPipe } from "../transport/command-sink.js";
 import type { BackupSink } from "../transport/sink.js";
@@ -242,8 +243,7 @@ export function agentSource(
   });
   ready.catch(() => undefined);
   const hash = createHash("sha256");
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  const pending = new ByteQueue();
   let received = 0;
   let done = false;
   let failure: unknown;
@@ -257,7 +257,6 @@ export function agentSource(
       if (received > declared) throw tooLong();
       hash.update(frame);
       pending.push(frame);
-      pendingBytes += frame.length;
       if (received < declared) return;
       if ((await session.guard(() => session.reader.readFrame())) !== null) throw tooLong();
     }
@@ -287,17 +286,12 @@ export function agentSource(
       if (failure !== undefined) throw failure;
       try {
         const declared = await ready;
-        while (pendingBytes < length && !done) await pull(declared);
+        while (pending.length < length && !done) await pull(declared);
       } catch (err) {
         failure = err;
         throw err;
       }
-      const n = Math.min(length, pendingBytes);
-      const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-      const rest = all.subarray(n);
-      pending = rest.length > 0 ? [rest] : [];
-      pendingBytes = rest.length;
-      return all.subarray(0, n);
+      return pending.take(length);
     },
     async skip(length) {
       let skipped = 0;

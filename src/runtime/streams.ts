@@ -87,3 +87,28 @@ export class Channel<T> implements AsyncIterable<T> {
     }
   }
 }
+
+/** Bytes that arrive in pieces, handed out from the front in the lengths asked for. */
+export class ByteQueue {
+  private pieces: Buffer[] = [];
+  private bytes = 0;
+
+  get length(): number {
+    return this.bytes;
+  }
+
+  push(piece: Buffer): void {
+    this.pieces.push(piece);
+    this.bytes += piece.length;
+  }
+
+  /** Up to `n` bytes from the front (a view, not a copy, when one piece holds them). */
+  take(n: number): Buffer {
+    const all = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.bytes);
+    const count = Math.min(n, all.length);
+    const rest = all.subarray(count);
+    this.pieces = rest.length > 0 ? [rest] : [];
+    this.bytes = rest.length;
+    return all.subarray(0, count);
+  }
+}

@@ -10,6 +10,7 @@ import type { Readable } from "node:stream";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { ChildPipe } from "./command-sink.js";
 import { pathExists } from "../runtime/paths.js";
+import { ByteQueue } from "../runtime/streams.js";
 
 export interface ByteSource {
   /** For messages: the path, `-`, or the command. */
@@ -108,8 +109,7 @@ async function skipByReading(source: ByteSource, length: number): Promise<number
 /** Buffered reading of a Node stream: read(n) gathers n bytes, with an optional stall watchdog. */
 class StreamSource implements ByteSource {
   readonly seekable = false;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly pending = new ByteQueue();
   private ended = false;
   private failure: unknown;
   private wake: (() => void) | undefined;
@@ -124,9 +124,8 @@ class StreamSource implements ByteSource {
   ) {
     stream.on("data", (d: Buffer) => {
       this.pending.push(d);
-      this.pendingBytes += d.length;
       this.total += d.length;
-      if (this.pendingBytes > READ_AHEAD) stream.pause();
+      if (this.pending.length > READ_AHEAD) stream.pause();
       this.notify();
     });
     stream.once("end", () => {
@@ -167,18 +166,13 @@ class StreamSource implements ByteSource {
   }
 
   async read(length: number): Promise<Buffer> {
-    while (this.pendingBytes < length && !this.ended) {
+    while (this.pending.length < length && !this.ended) {
       if (this.failure !== undefined) throw this.sourceError(this.failure);
       await this.waitForData();
     }
     if (this.failure !== undefined) throw this.sourceError(this.failure);
-    const n = Math.min(length, this.pendingBytes);
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
-    if (this.pendingBytes <= READ_AHEAD) this.stream.resume();
+    const out = this.pending.take(length);
+    if (this.pending.length <= READ_AHEAD) this.stream.resume();
     return out;
   }
 
@@ -230,8 +224,7 @@ export function commandSource(command: string, stallMs: number): ByteSource {
  */
 export function spawnSource(argv: readonly string[], description: string, what: string, stallMs: number): ByteSource {
   const pipe = new ChildPipe(argv, { what, errorCode: "ERR_SOURCE", stallMs, stdin: false });
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  const pending = new ByteQueue();
   let total = 0;
   let ended = false;
   const source: ByteSource = {
@@ -241,23 +234,17 @@ export function spawnSource(argv: readonly string[], description: string, what: 
       return total;
     },
     async read(length) {
-      while (pendingBytes < length && !ended) {
+      while (pending.length < length && !ended) {
         const chunk = await pipe.next();
         if (chunk === null) {
           ended = true;
           await pipe.requireSuccess();
         } else {
           pending.push(chunk);
-          pendingBytes += chunk.length;
           total += chunk.length;
         }
       }
-      const n = Math.min(length, pendingBytes);
-      const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-      const rest = all.subarray(n);
-      pending = rest.length > 0 ? [rest] : [];
-      pendingBytes = rest.length;
-      return all.subarray(0, n);
+      return pending.take(length);
     },
     async skip(length) {
       let skipped = 0;
