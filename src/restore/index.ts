@@ -1,5 +1,5 @@
 /**
- * The restore side: list, verify and restore v4 backups, trusting nothing the storage returns.
+ * The restore side: list, verify and restore v4 (and v3) backups, trusting nothing the storage returns.
  *
  *   source (file | stdin | command)                          untrusted bytes
  *   → outer tar reader (outer-reader.ts)                      strict, bounded, the only pre-auth parser

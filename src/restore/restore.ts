@@ -2,14 +2,15 @@
  * Restore and verify: one pass over the outer archive after the header and manifest (open.ts).
  *
  * For every member, in stream order:
- *   1. its name says which qube and file it belongs to (`<backup-path><file>.NNN.enc`); a member
- *      that belongs to no qube of the manifest, or is not a chunk, is an error;
+ *   1. its name says which qube and file it belongs to (`<backup-path><file>.NNN.enc`, in v3
+ *      `<backup-path><file>.NNN` followed by its `.hmac`; chunks.ts); a member that belongs to
+ *      no qube of the manifest, or is not a chunk, is an error;
  *   2. a member of a qube that is not selected is skipped without running its KDF (seeked over
  *      when the backup is a file);
  *   3. otherwise the chunk numbers of each file must run 0, 1, 2, … with the file's chunks
  *      consecutive and each qube's members contiguous; the qube's stored bytes may not exceed
  *      its recorded backup-size unless allowed;
- *   4. the chunk is authenticated in full (authenticate.ts) and only then handed on, in order,
+ *   4. the chunk is authenticated in full (authenticate.ts, v3.ts) and only then handed on, in order,
  *      to that file's consumer: decompress → strict inner tar reader → placement (place.ts),
  *      which runs concurrently with reading the next chunk;
  *   5. when a file's last chunk was handed on, its consumer must end cleanly: compressed
