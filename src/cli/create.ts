@@ -1,9 +1,12 @@
 /** `qbackup create [options] DEST SOURCE...` — the qvm-backup of qbackup. */
 import { Command, Option } from "commander";
 import { availableParallelism } from "node:os";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
 import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup } from "../create/index.js";
-import type { Compression } from "../create/index.js";
-import { QbackupError } from "../errors.js";
+import type { Compression, CreateResult } from "../create/index.js";
+import { QbackupError, systemErrorCode } from "../errors.js";
+import { RECOVERY_SHEET_SUFFIX, recoverySheet } from "../format/recovery-sheet.js";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "../format/names.js";
 import { resolveFilterProgram } from "../runtime/filters.js";
 import { readPassphrase } from "../runtime/passphrase.js";
@@ -123,7 +126,7 @@ async function runCreate(dest: string | undefined, sourceArgs: string[], flags: 
   const stallMs = stallMsFrom(flags);
   const remoteOptions = remoteOptionsFrom(flags);
   const plan = await planBackup(sourceArgs.map(parseSourceSpec));
-  const openSink = await destinationFrom(dest, flags.destCommand, stallMs, remoteOptions);
+  const destination = await destinationFrom(dest, flags.destCommand, stallMs, remoteOptions);
 
   process.stderr.write(summaryTable(plan));
   if (logN < WEAK_SCRYPT_LOGN) {
@@ -142,7 +145,7 @@ async function runCreate(dest: string | undefined, sourceArgs: string[], flags: 
   }
 
   const passphrase = await readPassphrase(passphraseSource);
-  const sink: BackupSink = await openSink();
+  const sink: BackupSink = await destination.open();
   const progress = new CreateProgress(process.stderr);
   const forget = onInterrupt(async () => {
     progress.clear();
@@ -162,6 +165,7 @@ async function runCreate(dest: string | undefined, sourceArgs: string[], flags: 
     });
     progress.clear();
     process.stderr.write(resultLine(result, (Date.now() - started) / 1000));
+    if (destination.file !== undefined) await writeRecoverySheet(destination.file, result);
     return EXIT_OK;
   } finally {
     progress.clear();
@@ -171,23 +175,42 @@ async function runCreate(dest: string | undefined, sourceArgs: string[], flags: 
 
 /**
  * Checks the destination now (before the passphrase is asked for) and returns how to open it
- * once the backup starts.
+ * once the backup starts, and the local file it will be, if it is one.
  */
 async function destinationFrom(
   dest: string | undefined,
   destCommand: string | undefined,
   stallMs: number,
   remote: RemoteOptions,
-): Promise<() => Promise<BackupSink>> {
-  if (destCommand !== undefined) return () => Promise.resolve(commandSink(destCommand, stallMs));
+): Promise<{ open: () => Promise<BackupSink>; file?: string }> {
+  if (destCommand !== undefined) return { open: () => Promise.resolve(commandSink(destCommand, stallMs)) };
   if (dest === undefined) throw new QbackupError("ERR_USAGE", "where to? give DEST or --dest-command");
-  if (dest === "-") return () => Promise.resolve(stdoutSink());
+  if (dest === "-") return { open: () => Promise.resolve(stdoutSink()) };
   if (isRemoteSpec(dest)) {
     const spec = parseRemote(dest);
-    return () => openRemoteSink(spec, stallMs, remote);
+    return { open: () => openRemoteSink(spec, stallMs, remote) };
   }
   const file = await resolveLocalDestination(dest);
-  return () => openFileSink(file);
+  return { open: () => openFileSink(file), file };
+}
+
+/** `BACKUP.RESTORE-INSTRUCTIONS.txt` beside a backup file; a failure here does not undo the backup. */
+async function writeRecoverySheet(file: string, result: CreateResult): Promise<void> {
+  const sheetPath = `${file}${RECOVERY_SHEET_SUFFIX}`;
+  const sheet = recoverySheet({
+    backupName: path.basename(file),
+    backupId: result.backupId,
+    compressionFilter: result.compressionFilter,
+    files: result.files,
+  });
+  try {
+    await fs.writeFile(sheetPath, sheet, { flag: "wx", mode: 0o644 });
+    process.stderr.write(`qbackup: restore instructions without qbackup: ${sheetPath}\n`);
+  } catch (err) {
+    process.stderr.write(
+      `qbackup: warning: could not write ${sheetPath} (${systemErrorCode(err)}); \`qbackup recovery-sheet\` prints it\n`,
+    );
+  }
 }
 
 function compressionFrom(flags: CreateFlags, jobs: number): Compression {

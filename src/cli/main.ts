@@ -6,6 +6,7 @@ import { agentCommand } from "./agent.js";
 import { createCommand } from "./create.js";
 import { listCommand } from "./list.js";
 import { pruneCommand } from "./prune.js";
+import { recoverySheetCommand } from "./recovery-sheet.js";
 import { restoreCommand, verifyCommand } from "./restore.js";
 import { EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
 import { installInterruptHandlers, interruptedBy } from "./interrupt.js";
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   program.addCommand(listCommand());
   program.addCommand(verifyCommand());
   program.addCommand(restoreCommand());
+  program.addCommand(recoverySheetCommand());
   program.addCommand(pruneCommand());
   program.addCommand(agentCommand());
   for (const cmd of [program, ...program.commands]) {

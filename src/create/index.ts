@@ -80,6 +80,10 @@ export interface CreateResult {
   bytesWritten: number;
   members: number;
   qubes: Array<{ name: string; storedBytes: number; backupSize: number }>;
+  /** Every archived file (qubes.xml first) with its number of chunks, in backup order. */
+  files: Array<{ base: string; chunks: number }>;
+  /** The compression filter the header names, or null when not compressed. */
+  compressionFilter: string | null;
 }
 
 export async function createBackup(plan: BackupPlan, options: CreateOptions): Promise<CreateResult> {
@@ -144,6 +148,7 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
 
   // 4–5: the data, one qube's members contiguous, dom0 home last
   const results: CreateResult["qubes"] = [];
+  const archived: CreateResult["files"] = [{ base: QUBES_XML_BASE, chunks: 1 }];
   for (const qube of qubes) {
     let stored = 0;
     for (const file of qube.files) {
@@ -177,6 +182,7 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
       }
       sealer.discard(file.fileBase);
       stored += fileStored;
+      archived.push({ base: file.fileBase, chunks });
       emit({ type: "file-done", qube: qube.name, file: file.fileBase, chunks, storedBytes: fileStored });
     }
     const backupSize = backupSizes.get(qube)!;
@@ -188,7 +194,16 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
     }
     results.push({ name: qube.name, storedBytes: stored, backupSize });
   }
-  return { backupId, location: options.sink.location, bytesWritten: outer.bytesWritten, members, qubes: results };
+  const { compressed, compressionFilter } = headerCompressionFields(compression);
+  return {
+    backupId,
+    location: options.sink.location,
+    bytesWritten: outer.bytesWritten,
+    members,
+    qubes: results,
+    files: archived,
+    compressionFilter: compressed ? compressionFilter : null,
+  };
 }
 
 /**

@@ -100,18 +100,7 @@ export interface OpenedBackup {
 }
 
 export async function openBackup(source: ByteSource, options: OpenOptions): Promise<OpenedBackup> {
-  const maxChunk = options.maxChunkSize ?? MAX_CHUNK_SIZE;
-  const reader = new OuterReader(source, (name) =>
-    name === BACKUP_HEADER_NAME || name.endsWith(HMAC_SUFFIX)
-      ? MAX_HMAC_MEMBER
-      : name === chunkMemberName(QUBES_XML_BASE, 0) || name === chunkPath(QUBES_XML_BASE, 0)
-        ? MAX_QUBES_XML_MEMBER
-        : name.endsWith(ENC_SUFFIX)
-          ? maxChunk + CONTAINER_OVERHEAD
-          : /\.\d{3,}$/.test(name)
-            ? maxChunk // a v3 chunk: a piece of an openssl stream
-            : MAX_HMAC_MEMBER,
-  );
+  const reader = new OuterReader(source, memberSizeLimits(options.maxChunkSize ?? MAX_CHUNK_SIZE));
 
   const headerMember = await expectMember(reader, BACKUP_HEADER_NAME);
   const headerBytes = await reader.read(headerMember.size);
@@ -133,6 +122,20 @@ export async function openBackup(source: ByteSource, options: OpenOptions): Prom
   return hmac.subarray(0, SCRYPT_MAGIC.length).equals(SCRYPT_MAGIC)
     ? openV4(reader, headerBytes, hmac, parse, options)
     : openV3(reader, headerBytes, hmac, parse, options);
+}
+
+/** The largest size each kind of member may have (a v4 or v3 chunk, qubes.xml, header, .hmac). */
+export function memberSizeLimits(maxChunk: number): (name: string) => number {
+  return (name) =>
+    name === BACKUP_HEADER_NAME || name.endsWith(HMAC_SUFFIX)
+      ? MAX_HMAC_MEMBER
+      : name === chunkMemberName(QUBES_XML_BASE, 0) || name === chunkPath(QUBES_XML_BASE, 0)
+        ? MAX_QUBES_XML_MEMBER
+        : name.endsWith(ENC_SUFFIX)
+          ? maxChunk + CONTAINER_OVERHEAD
+          : /\.\d{3,}$/.test(name)
+            ? maxChunk // a v3 chunk: a piece of an openssl stream
+            : MAX_HMAC_MEMBER;
 }
 
 /** A v4 header's authenticator is a scrypt container; a v2/v3 one is `openssl dgst` text. */
