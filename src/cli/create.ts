@@ -3,8 +3,9 @@ import { Command, Option } from "commander";
 import { availableParallelism } from "node:os";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup } from "../create/index.js";
-import type { Compression, CreateResult } from "../create/index.js";
+import { existsSync, realpathSync } from "node:fs";
+import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup, sourceHolding } from "../create/index.js";
+import type { BackupPlan, Compression, CreateResult } from "../create/index.js";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { RECOVERY_SHEET_SUFFIX, recoverySheet } from "../format/recovery-sheet.js";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "../format/names.js";
@@ -126,6 +127,7 @@ async function runCreate(dest: string | undefined, sourceArgs: string[], flags: 
   const stallMs = stallMsFrom(flags);
   const remoteOptions = remoteOptionsFrom(flags);
   const plan = await planBackup(sourceArgs.map(parseSourceSpec));
+  warnIfPassphraseInside(plan, passphraseSource);
   const destination = await destinationFrom(dest, flags.destCommand, stallMs, remoteOptions);
 
   process.stderr.write(summaryTable(plan));
@@ -223,6 +225,34 @@ function compressionFrom(flags: CreateFlags, jobs: number): Compression {
   }
   const program = resolveFilterProgram(flags.compressFilter);
   return { kind: "filter", name: flags.compressFilter, program };
+}
+
+/**
+ * People lose backups whose passphrase lived only inside them. Warn when the passphrase file, or a
+ * path the passphrase command names, is part of what is being backed up.
+ */
+function warnIfPassphraseInside(plan: BackupPlan, source: PassphraseSource): void {
+  const candidates =
+    source.kind === "file" && source.path !== "-"
+      ? [source.path]
+      : source.kind === "command"
+        ? source.command.split(/\s+/).filter((w) => w.includes("/") && existsSync(w))
+        : [];
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  for (const candidate of candidates) {
+    const holder = sourceHolding(plan, candidate, real);
+    if (holder !== undefined) {
+      process.stderr.write(
+        `qbackup: warning: the passphrase comes from ${candidate}, which is inside this backup (${holder}); keep a copy elsewhere, or the backup cannot be opened without itself\n`,
+      );
+    }
+  }
 }
 
 function passphraseSourceFrom(flags: CreateFlags): PassphraseSource {

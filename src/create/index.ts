@@ -43,7 +43,7 @@ import { treeArchive } from "./sources/tree.js";
 import { volumeArchive } from "./sources/volume.js";
 
 export type { BackupPlan, PlannedFile, PlannedQube, SourceSpec } from "./plan.js";
-export { parseSourceSpec, planBackup } from "./plan.js";
+export { parseSourceSpec, planBackup, sourceHolding } from "./plan.js";
 export type { Compression } from "./compress.js";
 export { DEFAULT_GZIP_LEVEL } from "./compress.js";
 

@@ -198,3 +198,20 @@ export function sourceError(err: unknown, p: string): QbackupError {
   const detail = err instanceof Error ? err.message : String(err);
   return new QbackupError("ERR_SOURCE", `cannot read source ${p}: ${detail}`, { cause: err });
 }
+
+/**
+ * The source of `plan` that holds `file` (the file itself, or a directory above it), if any. Both
+ * are compared as given after `path.resolve`; callers pass real paths where links matter.
+ */
+export function sourceHolding(
+  plan: BackupPlan,
+  file: string,
+  realpath: (p: string) => string = path.resolve,
+): string | undefined {
+  const target = realpath(file);
+  const sources = [...plan.qubes, ...(plan.dom0 ? [plan.dom0] : [])].flatMap((q) => q.files.map((f) => f.path));
+  return sources.find((s) => {
+    const source = realpath(s);
+    return target === source || target.startsWith(source.endsWith(path.sep) ? source : source + path.sep);
+  });
+}

@@ -1,7 +1,8 @@
 /**
  * The recovery sheet written beside a backup, followed literally: its script, saved as it stands
  * and run with bash, restores the backup with GNU tar, the stock scrypt tool and gzip alone —
- * byte-identically, holes kept, with a passphrase full of shell metacharacters.
+ * byte-identically, holes kept, with a passphrase full of shell metacharacters. And the warning
+ * when the passphrase itself would only exist inside the backup.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -64,4 +65,32 @@ it("the instructions beside a backup restore it with tar, scrypt and gzip alone"
   const w = spawnSync("bash", ["restore.sh", backup], { cwd: wrong, input: "not the passphrase\n" });
   expect(w.status).not.toBe(0);
   expect(fs.readdirSync(path.join(wrong, "restored")).includes("extracted")).toBe(false);
+});
+
+it("warns when the passphrase comes from inside what is being backed up", async () => {
+  const home = path.join(dir, "home-with-secret");
+  makeTree(home);
+  const secret = path.join(home, "backup-pass.txt");
+  fs.writeFileSync(secret, `${TEST_PASSPHRASE}\n`, { mode: 0o600 });
+  const warning = /warning: the passphrase comes from .*backup-pass\.txt, which is inside this backup/;
+  for (const how of [
+    ["-p", secret],
+    ["--passphrase-command", `cat ${secret}`],
+  ]) {
+    const out = path.join(dir, `inside-${how[0]!.replace(/\W/g, "")}.bin`);
+    const r = await runQbackup(["create", "-y", "--scrypt-logn", "10", ...how, out, `dom0=${home}`]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(warning);
+  }
+  const outside = await runQbackup([
+    "create",
+    "-y",
+    "--scrypt-logn",
+    "10",
+    "-p",
+    pass,
+    path.join(dir, "ok.bin"),
+    `dom0=${home}`,
+  ]);
+  expect(outside.stderr).not.toMatch(/warning: the passphrase comes from/);
 });
