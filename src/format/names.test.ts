@@ -5,6 +5,7 @@ import {
   headerPassphraseString,
   newBackupId,
   parseChunkMemberName,
+  parseChunkName,
 } from "./names.js";
 import { isValidBackupId } from "../codec/backup-header/index.js";
 
@@ -31,6 +32,15 @@ describe("v4 names", () => {
       ".000.enc",
     ]) {
       expect(() => parseChunkMemberName(bad)).toThrow(expect.objectContaining({ code: "ERR_TAR_MALFORMED" }));
+    }
+  });
+
+  it("reads v3 chunk names (no suffix) by the same rules, a template's `vm1/..000` included", () => {
+    expect(parseChunkName("vm5/private.img.003", "", "v3")).toEqual({ base: "vm5/private.img", index: 3 });
+    expect(parseChunkName("vm1/..000", "", "v3")).toEqual({ base: "vm1/.", index: 0 });
+    // a number too large to be exact is malformed input, not an internal error
+    for (const bad of ["vm5/private.img.99999999999999999999", "vm5/private.img.03", "vm5/private.img.000.enc"]) {
+      expect(() => parseChunkName(bad, "", "v3")).toThrow(expect.objectContaining({ code: "ERR_TAR_MALFORMED" }));
     }
   });
 

@@ -34,17 +34,26 @@ export function chunkMemberName(fileBase: string, index: number): string {
   return chunkPath(fileBase, index) + ENC_SUFFIX;
 }
 
-/** `vm5/private.img.003.enc` → base `vm5/private.img`, index 3 (numbers written as %03d). */
-export function parseChunkMemberName(name: string): { base: string; index: number } {
-  const m = /^(.+)\.(\d{3,})\.enc$/.exec(name);
-  if (!m) {
-    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} is not a v4 chunk (<file>.NNN${ENC_SUFFIX})`);
+/**
+ * `<file>.NNN<suffix>` → base `<file>`, index NNN, refusing a number printf %03d would not have
+ * written. v4 members end in `.enc` (`vm5/private.img.003.enc`), v3 chunks in nothing
+ * (`vm5/private.img.003`; a v3 template's `vm1/..000` has base `vm1/.`).
+ */
+export function parseChunkName(name: string, suffix: string, format: string): { base: string; index: number } {
+  const digits = name.endsWith(suffix) ? /^(.+)\.(\d{3,})$/.exec(name.slice(0, name.length - suffix.length)) : null;
+  if (!digits) {
+    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} is not a ${format} chunk (<file>.NNN${suffix})`);
   }
-  const index = Number(m[2]);
-  if (!Number.isSafeInteger(index) || chunkNumber(index) !== m[2]) {
+  const index = Number(digits[2]);
+  if (!Number.isSafeInteger(index) || chunkNumber(index) !== digits[2]) {
     throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} has a malformed chunk number`);
   }
-  return { base: m[1]!, index };
+  return { base: digits[1]!, index };
+}
+
+/** `vm5/private.img.003.enc` → base `vm5/private.img`, index 3. */
+export function parseChunkMemberName(name: string): { base: string; index: number } {
+  return parseChunkName(name, ENC_SUFFIX, "v4");
 }
 
 /** Passphrase string of `backup-header.hmac`: `backup-header!P`. */

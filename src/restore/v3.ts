@@ -18,7 +18,7 @@ import type { BackupHeader } from "../codec/backup-header/index.js";
 import { HmacVerifier, headerHmacCandidates, parseDgstOutput } from "../codec/openssl-dgst/index.js";
 import { SaltedDecryptor } from "../codec/openssl-enc/index.js";
 import { QbackupError } from "../errors.js";
-import { BACKUP_HEADER_HMAC_NAME, QUBES_XML_BASE, chunkNumber, chunkPath } from "../format/names.js";
+import { BACKUP_HEADER_HMAC_NAME, QUBES_XML_BASE, chunkPath, parseChunkName } from "../format/names.js";
 import type { ChunkId, StoredChunks } from "./chunks.js";
 import type { OuterMember, OuterReader } from "./outer-reader.js";
 
@@ -124,11 +124,7 @@ export class HmacChunks implements StoredChunks {
 
 /** `vm5/private.img.003` → base `vm5/private.img`, index 3; a template's `vm1/..000` → `vm1/.`, 0. */
 export function parseV3ChunkName(name: string): ChunkId {
-  const m = /^(.+)\.(\d{3,})$/.exec(name);
-  if (!m || chunkNumber(Number(m[2])) !== m[2]) {
-    throw new QbackupError("ERR_TAR_MALFORMED", `member ${name} is not a v3 chunk (<file>.NNN)`);
-  }
-  return { base: m[1]!, index: Number(m[2]) };
+  return parseChunkName(name, "", "v3");
 }
 
 /** Reads qubes.xml.000 and its .hmac: the authenticated (still encrypted, compressed) chunk. */
