@@ -16,6 +16,7 @@
  */
 import type { Element } from "@xmldom/xmldom";
 import { FencedXml, emptyRecord } from "./document.js";
+import { checkDomainSet } from "./domain-set.js";
 import { ADMINVM_LABEL, QUBES_LABELS, standardLabelName } from "./labels.js";
 import type { ParsedDevice, ParsedDomain, ParsedQubesXml } from "./model.js";
 import { ADMINVM_NAME, dom0UserOfBackupPath, qubeNameProblem, quote } from "./names.js";
@@ -118,7 +119,7 @@ export function parseQubesXmlCore2(bytes: Uint8Array): ParsedQubesXml {
   }
   domains.push(...synthetic);
 
-  checkDomainSet(domains);
+  checkDomainSet(domains, "backup_path", fail);
   return { labels: standardLabels(), properties, domains };
 }
 
@@ -358,21 +359,6 @@ function syntheticDispvmTemplate(name: string, netvm: string | null): ParsedDoma
   d.properties["netvm"] = netvm;
   d.properties["template_for_dispvms"] = PY_TRUE;
   return d;
-}
-
-function checkDomainSet(domains: ParsedDomain[]): void {
-  const names = new Set<string>();
-  const paths = new Map<string, string>();
-  for (const d of domains) {
-    if (names.has(d.name)) fail(`duplicate domain name ${quote(d.name)}`);
-    names.add(d.name);
-    if (d.backupPath === undefined) continue;
-    const other = paths.get(d.backupPath);
-    if (other !== undefined) {
-      fail(`domains ${quote(other)} and ${quote(d.name)} share backup_path ${quote(d.backupPath)}`);
-    }
-    paths.set(d.backupPath, d.name);
-  }
 }
 
 // ---- the two Python literals R3 stored in attributes ----

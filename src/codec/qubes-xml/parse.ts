@@ -6,6 +6,7 @@
  */
 import type { Element } from "@xmldom/xmldom";
 import { FencedXml, emptyRecord } from "./document.js";
+import { checkDomainSet } from "./domain-set.js";
 import type { ParsedDevice, ParsedDomain, ParsedQubesXml, ParsedVolume } from "./model.js";
 import {
   ADMINVM_NAME,
@@ -51,7 +52,8 @@ export function parseQubesXml(bytes: Uint8Array): ParsedQubesXml {
   for (const domainsEl of children(root, "domains")) {
     for (const el of children(domainsEl, "domain")) domains.push(readDomain(el, labels));
   }
-  checkDomainSet(domains);
+  if (!domains.some((d) => d.klass === ADMINVM_CLASS)) fail("no AdminVM domain");
+  checkDomainSet(domains, BACKUP_PATH, fail);
   return { labels, properties: nullIfEmpty(properties), domains };
 }
 
@@ -253,20 +255,4 @@ function readVolumes(el: Element, who: string): ParsedVolume[] {
     out.push(size === undefined ? { name, saveOnStop } : { name, saveOnStop, size: decimal(size, `${what} size`) });
   }
   return out;
-}
-
-function checkDomainSet(domains: ParsedDomain[]): void {
-  if (!domains.some((d) => d.klass === ADMINVM_CLASS)) fail("no AdminVM domain");
-  const names = new Set<string>();
-  const paths = new Map<string, string>();
-  for (const d of domains) {
-    if (names.has(d.name)) fail(`duplicate domain name ${quote(d.name)}`);
-    names.add(d.name);
-    if (d.backupPath === undefined) continue;
-    const other = paths.get(d.backupPath);
-    if (other !== undefined) {
-      fail(`domains ${quote(other)} and ${quote(d.name)} share backup-path ${quote(d.backupPath)}`);
-    }
-    paths.set(d.backupPath, d.name);
-  }
 }
