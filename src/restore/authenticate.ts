@@ -12,21 +12,25 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { CONTAINER_HEADER_SIZE, CONTAINER_MAC_SIZE, CONTAINER_OVERHEAD } from "../codec/scrypt/index.js";
 import { QbackupError } from "../errors.js";
+import type { ContainerOpener } from "../codec/scrypt/index.js";
+import { changedWhileRead } from "./kdf-ahead.js";
 import type { KeyDerivation } from "./kdf-ahead.js";
 import type { OuterMember, OuterReader } from "./outer-reader.js";
 
 const READ_PIECE = 1024 * 1024;
 
 /**
- * Reads the current member from `reader` and returns its authenticated plaintext. The key comes
- * from `keys`: derived now, or earlier from a look-ahead read of the very same header bytes.
+ * The first (from a stream, the only) pass over the current member: its header, the key (derived
+ * now, or earlier from a look-ahead read of the very same header bytes), every ciphertext piece
+ * MACed and shown to `onPiece`, then the final MAC checked. Returns the verified opener.
  */
-export async function openSealedMember(
+async function authenticateMember(
   reader: OuterReader,
   member: OuterMember,
   passphraseString: Buffer,
   keys: KeyDerivation,
-): Promise<Buffer> {
+  onPiece: (piece: Buffer, offset: number) => void,
+): Promise<ContainerOpener> {
   if (member.size < CONTAINER_OVERHEAD) {
     throw new QbackupError(
       "ERR_SCRYPT_FORMAT",
@@ -36,19 +40,33 @@ export async function openSealedMember(
   try {
     const header = await reader.read(CONTAINER_HEADER_SIZE);
     const opener = await keys.opener(member.name, header, passphraseString);
-    const ciphertext = Buffer.allocUnsafe(member.size - CONTAINER_OVERHEAD);
-    for (let filled = 0; filled < ciphertext.length;) {
-      const piece = await reader.read(Math.min(READ_PIECE, ciphertext.length - filled));
+    const ciphertextBytes = member.size - CONTAINER_OVERHEAD;
+    for (let done = 0; done < ciphertextBytes;) {
+      const piece = await reader.read(Math.min(READ_PIECE, ciphertextBytes - done));
       opener.authenticate(piece);
-      piece.copy(ciphertext, filled);
-      filled += piece.length;
+      onPiece(piece, done);
+      done += piece.length;
     }
     opener.verify(await reader.read(CONTAINER_MAC_SIZE));
-    opener.decryptInPlace(ciphertext);
-    return ciphertext;
+    return opener;
   } catch (err) {
     throw withMemberName(err, member.name);
   }
+}
+
+/** Reads the current member from `reader` and returns its authenticated plaintext in one buffer. */
+export async function openSealedMember(
+  reader: OuterReader,
+  member: OuterMember,
+  passphraseString: Buffer,
+  keys: KeyDerivation,
+): Promise<Buffer> {
+  const ciphertext = Buffer.allocUnsafe(Math.max(0, member.size - CONTAINER_OVERHEAD));
+  const opener = await authenticateMember(reader, member, passphraseString, keys, (piece, offset) =>
+    piece.copy(ciphertext, offset),
+  );
+  opener.decryptInPlace(ciphertext);
+  return ciphertext;
 }
 
 /**
@@ -65,38 +83,18 @@ export async function* openSealedMemberPieces(
     yield await openSealedMember(reader, member, passphraseString, keys);
     return;
   }
-  if (member.size < CONTAINER_OVERHEAD) {
-    throw new QbackupError(
-      "ERR_SCRYPT_FORMAT",
-      `member ${member.name} is ${member.size} bytes, too short for a scrypt container`,
-    );
-  }
-  const ciphertextBytes = member.size - CONTAINER_OVERHEAD;
   const digests: Buffer[] = [];
-  let opener;
-  try {
-    const header = await reader.read(CONTAINER_HEADER_SIZE);
-    opener = await keys.opener(member.name, header, passphraseString);
-    for (let done = 0; done < ciphertextBytes;) {
-      const piece = await reader.read(Math.min(READ_PIECE, ciphertextBytes - done));
-      opener.authenticate(piece);
-      digests.push(createHash("sha256").update(piece).digest());
-      done += piece.length;
-    }
-    opener.verify(await reader.read(CONTAINER_MAC_SIZE));
-  } catch (err) {
-    throw withMemberName(err, member.name);
-  }
-  for (let i = 0, offset = CONTAINER_HEADER_SIZE; offset < CONTAINER_HEADER_SIZE + ciphertextBytes; i++) {
-    const length = Math.min(READ_PIECE, CONTAINER_HEADER_SIZE + ciphertextBytes - offset);
-    const piece = await reader.reread(member, offset, length);
+  const opener = await authenticateMember(reader, member, passphraseString, keys, (piece) =>
+    digests.push(createHash("sha256").update(piece).digest()),
+  );
+  const end = member.size - CONTAINER_MAC_SIZE;
+  for (let i = 0, offset = CONTAINER_HEADER_SIZE; offset < end; i++) {
+    const piece = await reader.reread(member, offset, Math.min(READ_PIECE, end - offset));
     if (!timingSafeEqual(createHash("sha256").update(piece).digest(), digests[i]!)) {
-      throw new QbackupError("ERR_CHUNK_AUTH", `member ${member.name} changed while it was being read`, {
-        hint: "the backup source returned different bytes for the same member",
-      });
+      throw changedWhileRead(member.name);
     }
     opener.decryptInPlace(piece);
-    offset += length;
+    offset += piece.length;
     yield piece;
   }
 }

@@ -74,11 +74,7 @@ export class KeyDerivation {
     this.started.delete(memberName);
     if (early !== undefined && early.passphrase.equals(passphrase)) {
       if (!early.header.equals(header)) {
-        return Promise.reject(
-          new QbackupError("ERR_CHUNK_AUTH", `member ${memberName} changed while it was being read`, {
-            hint: "the backup source returned different bytes for the same member",
-          }),
-        );
+        return Promise.reject(changedWhileRead(memberName));
       }
       return early.opener;
     }
@@ -89,4 +85,11 @@ export class KeyDerivation {
   forget(memberName: string): void {
     this.started.delete(memberName);
   }
+}
+
+/** A member read twice (look-ahead and reader, or two passes) gave different bytes. */
+export function changedWhileRead(memberName: string): QbackupError {
+  return new QbackupError("ERR_CHUNK_AUTH", `member ${memberName} changed while it was being read`, {
+    hint: "the backup source returned different bytes for the same member",
+  });
 }
