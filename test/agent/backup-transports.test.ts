@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { passphraseFile, runQbackup, tempDir } from "../support/cli.js";
+import type { CliOptions, CliResult } from "../support/cli.js";
 import { makeSparseImage, makeTree, sha256File, snapshotTree } from "../support/sources.js";
 import { SSH_USER, agentForcedCommand, forcedCommandLine, startSshd } from "../support/sshd.js";
 import type { ClientKey, Sshd } from "../support/sshd.js";
@@ -35,13 +36,14 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** `qbackup create -y -p PASSFILE ARGS…` */
+function create(args: string[], opts?: CliOptions): Promise<CliResult> {
+  return runQbackup(["create", "-y", "-p", pass, ...args], opts);
+}
+
 /** create → `list --json` → restore from `backup`, and compare with the sources. */
 async function roundTrip(backup: string, extra: string[], label: string): Promise<void> {
-  const created = await runQbackup([
-    "create",
-    "-y",
-    "-p",
-    pass,
+  const created = await create([
     "--scrypt-logn",
     "10",
     "--chunk-size",
@@ -94,17 +96,7 @@ describe("over a real sshd", () => {
 
   it("the agent refuses to overwrite an existing backup, and create says so", async () => {
     const before = fs.readFileSync(path.join(root, "laptop-1"));
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      ...ssh(),
-      agentUrl("laptop-1"),
-      `work=${img}`,
-    ]);
+    const r = await create(["--scrypt-logn", "10", ...ssh(), agentUrl("laptop-1"), `work=${img}`]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/exists/);
     expect(r.stderr).not.toMatch(/written to/);
@@ -127,11 +119,7 @@ describe("over a real sshd", () => {
       killed = true;
     }, 20);
     // logN 14, one KDF at a time: 48 chunks take a few seconds, time enough to cut the line
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
+    const r = await create([
       "--scrypt-logn",
       "14",
       "-j",
@@ -155,22 +143,8 @@ describe("over a real sshd", () => {
 
   it("qbackup itself killed mid-upload (SIGKILL, no cleanup): the agent keeps nothing", async () => {
     const big = path.join(dir, "big.img");
-    const r = await runQbackup(
-      [
-        "create",
-        "-y",
-        "-p",
-        pass,
-        "--scrypt-logn",
-        "14",
-        "-j",
-        "1",
-        "--chunk-size",
-        "1M",
-        ...ssh(),
-        agentUrl("killed"),
-        `big=${big}`,
-      ],
+    const r = await create(
+      ["--scrypt-logn", "14", "-j", "1", "--chunk-size", "1M", ...ssh(), agentUrl("killed"), `big=${big}`],
       {
         signal: {
           name: "SIGKILL",
@@ -189,17 +163,7 @@ describe("over a real sshd", () => {
   });
 
   it("prune: refused for the append-only client, done for an administrator's key", async () => {
-    const created = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      ...ssh(),
-      agentUrl("laptop-2"),
-      `dom0=${home}`,
-    ]);
+    const created = await create(["--scrypt-logn", "10", ...ssh(), agentUrl("laptop-2"), `dom0=${home}`]);
     expect(created.status, created.stderr).toBe(0);
     const past = new Date(Date.now() - 3600_000);
     fs.utimesSync(path.join(root, "laptop-1"), past, past); // received an hour ago
@@ -245,17 +209,7 @@ describe("rclone", () => {
 describe("--dest-command", () => {
   it("pipes the backup into the command; --source-command reads it back", async () => {
     const file = path.join(dir, "piped.bin");
-    const created = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      "--scrypt-logn",
-      "10",
-      "--dest-command",
-      `cat > '${file}'`,
-      `work=${img}`,
-    ]);
+    const created = await create(["--scrypt-logn", "10", "--dest-command", `cat > '${file}'`, `work=${img}`]);
     expect(created.status, created.stderr).toBe(0);
     const restored = await runQbackup([
       "restore",
@@ -270,11 +224,7 @@ describe("--dest-command", () => {
   });
 
   it("a command that exits non-zero fails the backup with its status and message", async () => {
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
+    const r = await create([
       "--scrypt-logn",
       "10",
       "--dest-command",
@@ -289,11 +239,7 @@ describe("--dest-command", () => {
 
   it("a command that stops reading fails the backup within the watchdog time", async () => {
     const started = Date.now();
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
+    const r = await create([
       "--scrypt-logn",
       "10",
       "--stall-timeout",

@@ -8,20 +8,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openRemoteSink, openRemoteSource, parseRemote } from "../../src/transport/remote.js";
-import type { ByteSource } from "../../src/transport/source.js";
+import { readAll } from "../support/byte-source.js";
 
 const STALL_MS = 15_000;
-
-async function readAll(source: ByteSource): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (;;) {
-    const piece = await source.read(1024 * 1024);
-    if (piece.length === 0) break;
-    parts.push(Buffer.from(piece));
-  }
-  await source.close();
-  return Buffer.concat(parts);
-}
 
 describe("rclone remotes", () => {
   let dir: string;

@@ -11,23 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentDelete, agentList, agentPrune, agentSink, agentSource } from "../../src/agent/client.js";
 import { ProtocolReader, frameHeader, pullerFrom } from "../../src/agent/protocol.js";
 import { openRemoteSink, openRemoteSource, parseRemote } from "../../src/transport/remote.js";
-import type { ByteSource } from "../../src/transport/source.js";
+import { readAll } from "../support/byte-source.js";
 import { QBACKUP, runQbackup } from "../support/cli.js";
 import { SSH_USER, agentForcedCommand, forcedCommandLine, startSshd } from "../support/sshd.js";
 import type { ClientKey, Sshd } from "../support/sshd.js";
 
 const STALL_MS = 15_000;
-
-async function readAll(source: ByteSource): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for (;;) {
-    const piece = await source.read(1024 * 1024);
-    if (piece.length === 0) break;
-    parts.push(Buffer.from(piece));
-  }
-  await source.close();
-  return Buffer.concat(parts);
-}
 
 /** ssh by hand, speaking the protocol directly (what a hostile client could send). */
 function rawSession(argv: string[]) {

@@ -13,6 +13,7 @@ import { spawnSync } from "node:child_process";
 import type { SpawnSyncReturns } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { listFiles } from "./emergency-v4.js";
 
 export interface EmergencyV3Result {
   /** Where the restored files are (`vm5/private.img`, `dom0-home/user/…`, `qubes.xml`). */
@@ -130,15 +131,4 @@ export function emergencyRestoreV3(backupFile: string, workDir: string, passphra
     files.push({ base, chunks: parts.length });
   }
   return { extracted, files, header, headerDigest };
-}
-
-function listFiles(dir: string, rel = ""): string[] {
-  const out: string[] = [];
-  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) {
-      if (p !== "extracted") out.push(...listFiles(dir, p));
-    } else out.push(p);
-  }
-  return out;
 }

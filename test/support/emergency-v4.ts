@@ -97,7 +97,8 @@ export function emergencyRestoreV4(backupFile: string, workDir: string, passphra
   return { extracted, files, header };
 }
 
-function listFiles(dir: string, rel = ""): string[] {
+/** Every file under `dir` (relative paths), leaving out the `extracted` output directory. */
+export function listFiles(dir: string, rel = ""): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
     const p = rel ? `${rel}/${e.name}` : e.name;
