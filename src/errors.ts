@@ -7,11 +7,13 @@
 export type ErrorCode =
   // command line and configuration
   | "ERR_USAGE"
+  | "ERR_PROFILE"
   | "ERR_PASSPHRASE_INVALID"
   | "ERR_PASSPHRASE_MISMATCH"
   | "ERR_PASSPHRASE_SOURCE"
   // sources and destinations
   | "ERR_SOURCE"
+  | "ERR_INPUT"
   | "ERR_DEST_EXISTS"
   | "ERR_DEST_FULL"
   | "ERR_DEST"
@@ -25,6 +27,7 @@ export type ErrorCode =
   | "ERR_KDF_LIMIT"
   | "ERR_PASSPHRASE_WRONG"
   | "ERR_CHUNK_AUTH"
+  | "ERR_MISSING"
   // backup-header
   | "ERR_HEADER_MALFORMED"
   | "ERR_HEADER_UNSUPPORTED"

@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { QbackupError } from "../errors.js";
 import { restoreBackup } from "../restore/index.js";
 import type { RestoreOptions, RestoreReport } from "../restore/index.js";
-import { EXIT_FAILURE, EXIT_OK } from "./exit.js";
+import { EXIT_INCOMPLETE, EXIT_OK } from "./exit.js";
 import { onInterrupt } from "./interrupt.js";
 import { RestoreProgress, restoreReportTable } from "./output.js";
 import { backupTitle } from "./output.js";
@@ -137,7 +137,7 @@ async function runRestore(
     process.stderr.write(
       `qbackup: error: ${flags.verifyOnly ? "verification" : "restore"} incomplete: see the table above\n`,
     );
-    return EXIT_FAILURE;
+    return EXIT_INCOMPLETE;
   }
   return EXIT_OK;
 }

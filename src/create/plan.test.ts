@@ -58,7 +58,7 @@ describe("planBackup", () => {
     [["dom0=a.img"], "ERR_USAGE", /home directory/],
     [["dom0=user", "dom0:x=Docs"], "ERR_USAGE", /only one dom0/],
     [["dom0=Docs"], "ERR_USAGE", /dom0 user name 'Docs'/],
-    [["work=missing.img"], "ERR_SOURCE", /does not exist/],
+    [["work=missing.img"], "ERR_INPUT", /does not exist/],
     [[], "ERR_USAGE", /nothing to back up/],
   ])("rejects %j", async (args, code, message) => {
     const specs = args.map((a) => {
@@ -69,6 +69,6 @@ describe("planBackup", () => {
   });
 
   it("rejects sources that are not files, block devices or directories", async () => {
-    await expect(planBackup([parseSourceSpec("work=/dev/null")])).rejects.toMatchObject({ code: "ERR_SOURCE" });
+    await expect(planBackup([parseSourceSpec("work=/dev/null")])).rejects.toMatchObject({ code: "ERR_INPUT" });
   });
 });

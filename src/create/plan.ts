@@ -167,7 +167,7 @@ async function planFile(
     const size = await blockDeviceSize(spec.path, Number(st.rdev));
     return { kind: "volume", fileBase, volume, path: spec.path, realSize: size, isBlockDevice: true, estimate: size };
   }
-  throw new QbackupError("ERR_SOURCE", `source ${spec.path} is not a regular file, block device or directory`);
+  throw new QbackupError("ERR_INPUT", `source ${spec.path} is not a regular file, block device or directory`);
 }
 
 async function statSource(p: string) {
@@ -192,11 +192,11 @@ export function sourceError(err: unknown, p: string): QbackupError {
   if (err instanceof QbackupError) return err;
   const code = systemErrorCode(err);
   if (code === "ENOENT" || code === "ENOTDIR")
-    return new QbackupError("ERR_SOURCE", `source ${p} does not exist`, { cause: err });
+    return new QbackupError("ERR_INPUT", `source ${p} does not exist`, { cause: err });
   if (code === "EACCES" || code === "EPERM")
-    return new QbackupError("ERR_SOURCE", `source ${p} is not readable (permission denied)`, { cause: err });
+    return new QbackupError("ERR_INPUT", `source ${p} is not readable (permission denied)`, { cause: err });
   const detail = err instanceof Error ? err.message : String(err);
-  return new QbackupError("ERR_SOURCE", `cannot read source ${p}: ${detail}`, { cause: err });
+  return new QbackupError("ERR_INPUT", `cannot read source ${p}: ${detail}`, { cause: err });
 }
 
 /**

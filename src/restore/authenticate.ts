@@ -99,16 +99,21 @@ export async function* openSealedMemberPieces(
   }
 }
 
-/** `scrypt container: …` → `member vm5/private.img.003.enc: …`, keeping code and hint. Other errors pass. */
+/**
+ * `scrypt container: …` → `member vm5/private.img.003.enc: …`, keeping code and hint. Other errors pass.
+ * Every member's passphrase is `backup-id!name!passphrase`, and the header proved the passphrase right
+ * first; so a member whose key does not open it was replaced, moved or taken from another backup.
+ */
 export function withMemberName(err: unknown, name: string): unknown {
   if (!(err instanceof QbackupError) || !err.message.startsWith("scrypt container: ")) return err;
+  if (err.code === "ERR_PASSPHRASE_WRONG") {
+    return new QbackupError(
+      "ERR_CHUNK_AUTH",
+      `member ${name}: its key does not open it: it was replaced, moved or taken from another backup`,
+      { cause: err, hint: "the backup was altered" },
+    );
+  }
   const message = err.message.replace(/^scrypt container: /, "");
-  const hint =
-    err.hint ??
-    (err.code === "ERR_PASSPHRASE_WRONG"
-      ? "wrong passphrase, or the member was replaced"
-      : err.code === "ERR_CHUNK_AUTH"
-        ? "the backup was damaged or altered"
-        : undefined);
+  const hint = err.hint ?? (err.code === "ERR_CHUNK_AUTH" ? "the backup was damaged or altered" : undefined);
   return new QbackupError(err.code, `member ${name}: ${message}`, { cause: err, ...(hint ? { hint } : {}) });
 }

@@ -40,7 +40,7 @@ async function* renameErrors(input: AsyncIterable<Buffer>, what: string, name: s
     const detail = err instanceof Error ? err.message : String(err);
     const truncated = /unexpected end of file/i.test(detail);
     throw new QbackupError(
-      truncated ? "ERR_TAR_MALFORMED" : "ERR_FILTER_FAILED",
+      truncated ? "ERR_MISSING" : "ERR_FILTER_FAILED",
       truncated
         ? `${what}: compressed stream ends early (a chunk is missing)`
         : `${what}: ${name} stream is corrupt: ${detail}`,

@@ -223,7 +223,7 @@ function claimedBackupId(headerBytes: Buffer): string | undefined {
 async function expectMember(reader: OuterReader, name: string) {
   const member = await reader.next();
   if (member === null)
-    throw new QbackupError("ERR_TAR_MALFORMED", `backup ends before ${name}`, { hint: "is this a Qubes backup?" });
+    throw new QbackupError("ERR_MISSING", `backup ends before ${name}`, { hint: "is this a Qubes backup?" });
   if (member.name !== name) {
     throw new QbackupError("ERR_TAR_MALFORMED", `expected member ${name}, found ${member.name}`, {
       hint: "a Qubes v4 backup starts with backup-header, backup-header.hmac and qubes.xml.000.enc",

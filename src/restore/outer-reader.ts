@@ -46,7 +46,7 @@ export class OuterReader {
         this.finished = true;
         return null;
       }
-      if (block.length < BLOCK_SIZE) throw malformed(`backup ends inside a tar block at byte ${this.position}`);
+      if (block.length < BLOCK_SIZE) throw missing(`backup ends inside a tar block at byte ${this.position}`);
       const at = this.position;
       this.position += BLOCK_SIZE;
       if (isAllZero(block)) continue;
@@ -87,7 +87,7 @@ export class OuterReader {
     const data = await this.source.read(want);
     this.position += data.length;
     cur.remaining -= data.length;
-    if (data.length < want) throw malformed(`backup ends inside member ${cur.member.name}`);
+    if (data.length < want) throw missing(`backup ends inside member ${cur.member.name}`);
     return data;
   }
 
@@ -137,7 +137,7 @@ export class OuterReader {
       throw new QbackupError("ERR_INTERNAL", `reread of ${member.name} outside the member or the source`);
     }
     const data = await pread(member.offset + offset, length);
-    if (data.length < length) throw malformed(`backup ends inside member ${member.name} (read again)`);
+    if (data.length < length) throw missing(`backup ends inside member ${member.name} (read again)`);
     return data;
   }
 
@@ -158,8 +158,13 @@ export class OuterReader {
     const n = await this.source.skip(length);
     this.position += n;
     if (n < length)
-      throw malformed(name ? `backup ends inside member ${name}` : `backup ends inside a pax header at byte ${at}`);
+      throw missing(name ? `backup ends inside member ${name}` : `backup ends inside a pax header at byte ${at}`);
   }
+}
+
+/** The backup stopped early: the storage lost or cut it. */
+function missing(message: string): QbackupError {
+  return new QbackupError("ERR_MISSING", `outer archive: ${message}`);
 }
 
 function malformed(message: string): QbackupError {

@@ -344,14 +344,14 @@ async function processChunk(
     }
     if (index !== 0) {
       throw new QbackupError(
-        "ERR_TAR_MALFORMED",
+        "ERR_MISSING",
         `file ${base} starts at ${member.name}: ${opened.chunks.memberName(base, 0)} is missing`,
       );
     }
     run.file = startFile(run, base, opened);
   } else if (index !== run.file.next) {
     throw new QbackupError(
-      "ERR_TAR_MALFORMED",
+      index > run.file.next ? "ERR_MISSING" : "ERR_TAR_MALFORMED",
       `expected ${opened.chunks.memberName(base, run.file.next)}, found ${member.name}: a chunk is missing or out of order`,
     );
   }

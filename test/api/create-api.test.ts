@@ -127,7 +127,7 @@ it("aborts the sink and rethrows when a source fails mid-way", async () => {
       chunkSize: 4096,
       scrypt: { logN: 10, r: 8, p: 1 },
     }),
-  ).rejects.toMatchObject({ code: "ERR_SOURCE", message: expect.stringMatching(/shrank/) });
+  ).rejects.toMatchObject({ code: "ERR_INPUT", message: expect.stringMatching(/shrank/) });
   expect(aborted).toBe(true);
   expect(sink.committed).toBe(false);
 });

@@ -76,7 +76,7 @@ describe("qbackup create refuses bad input cleanly", () => {
     const dest = path.join(destDir("exists"), "backup.bin");
     fs.writeFileSync(dest, "precious");
     const r = await runQbackup([...base(dest), `work=${image}`]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/^qbackup: error: destination \S+backup\.bin already exists; refusing to overwrite it$/m);
     expect(fs.readFileSync(dest, "utf8")).toBe("precious");
     expect(fs.readdirSync(path.dirname(dest))).toEqual(["backup.bin"]);
@@ -85,7 +85,7 @@ describe("qbackup create refuses bad input cleanly", () => {
   it("destination directory that does not exist", async () => {
     const dest = path.join(dir, "no-such-dir", "backup.bin");
     const r = await runQbackup([...base(dest), `work=${image}`]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/^qbackup: error: destination directory \S+no-such-dir does not exist$/m);
     expect(fs.existsSync(path.dirname(dest))).toBe(false);
   });
@@ -97,7 +97,7 @@ describe("qbackup create refuses bad input cleanly", () => {
       const incompressible = path.join(dir, "random.img");
       fs.writeFileSync(incompressible, prng("full", 1024 * 1024));
       const r = await runQbackup([...base(mnt), `work=${incompressible}`]);
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(6);
       expect(r.stderr).toMatch(/^qbackup: error: destination full: no space left writing \S+qubes-backup-\S+$/m);
       expect(fs.readdirSync(mnt)).toEqual([]);
     } finally {
@@ -113,7 +113,7 @@ describe("qbackup create refuses bad input cleanly", () => {
       const r = spawnSync(process.execPath, [QBACKUP, ...base("-"), `work=${image}`], {
         stdio: ["ignore", fd, "pipe"],
       });
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(6);
       expect(r.stderr.toString()).toMatch(/^qbackup: error: destination full: no space left writing stdout$/m);
     } finally {
       fs.closeSync(fd);
@@ -125,7 +125,7 @@ describe("qbackup create refuses bad input cleanly", () => {
     const badPass = path.join(dir, "bad-pass.txt");
     fs.writeFileSync(badPass, "tab\tinside\n");
     const r = await runQbackup(["create", "-y", "-p", badPass, "--scrypt-logn", "10", dest, `work=${image}`]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^qbackup: error: passphrase rejected: it contains a control character/m);
     expect(fs.readdirSync(dest)).toEqual([]);
   });

@@ -114,7 +114,7 @@ describe("misbehaving helpers", () => {
       { timeoutMs: DEADLINE_MS },
     );
     expect(r.signal).toBe(null);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/^qbackup: error: destination command .*(stopped reading|exited|killed)/m);
     expect(r.stderr).not.toMatch(/written to/);
   });
@@ -136,7 +136,7 @@ describe("misbehaving helpers", () => {
       timeoutMs: DEADLINE_MS,
     });
     expect(r.signal).toBe(null);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(4);
     expect(r.stderr).toMatch(/^qbackup: error: .*(tar|archive|header|checksum)/im);
     expect(entries(dest)).toEqual([]);
   });

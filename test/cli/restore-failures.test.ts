@@ -37,7 +37,7 @@ describe("restore against a misbehaving source or filter", () => {
       ["restore", "-p", pass, "--stall-timeout", "2", "--source-command", `head -c 600000 '${backup}'; sleep 60`, dest],
       { timeoutMs: 30_000 },
     );
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/^qbackup: error: source command stalled: it sent no data for 2 s$/m);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(fs.existsSync(dest) ? fs.readdirSync(dest) : []).toEqual([]);
@@ -53,14 +53,14 @@ describe("restore against a misbehaving source or filter", () => {
       `cat '${backup}'; echo broken >&2; exit 3`,
       dest,
     ]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/^qbackup: error: source command exited with status 3: broken$/m);
   });
 
   it("a source command cut mid-stream is a truncated backup", async () => {
     const dest = path.join(dir, "cut");
     const r = await runQbackup(["restore", "-p", pass, "--source-command", `head -c 700000 '${backup}'`, dest]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(5);
     expect(r.stderr).toMatch(
       /^qbackup: error: outer archive: backup ends inside member vm1\/private\.img\.\d{3}\.enc$/m,
     );

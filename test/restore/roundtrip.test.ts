@@ -93,7 +93,7 @@ describe("qbackup create → restore", () => {
     fs.mkdirSync(path.join(dest, "mail"), { recursive: true });
     fs.writeFileSync(path.join(dest, "mail/keep.txt"), "mine");
     const refused = await runQbackup(["restore", "-p", pass, backup, dest, "mail"]);
-    expect(refused.status).toBe(1);
+    expect(refused.status).toBe(6);
     expect(refused.stderr).toMatch(/^qbackup: error: \S+mail already exists; not overwriting it$/m);
     expect(fs.readdirSync(dest)).toEqual(["mail"]);
     expect(fs.readdirSync(path.join(dest, "mail"))).toEqual(["keep.txt"]);
@@ -154,7 +154,7 @@ describe("qbackup create → restore", () => {
     fs.writeFileSync(wrong, "not the passphrase\n");
     const dest = path.join(dir, "restored-wrong");
     const r = await runQbackup(["restore", "-p", wrong, backup, dest]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(3);
     expect(r.stderr).toMatch(/^qbackup: error: backup-header\.hmac does not verify: wrong passphrase$/m);
     expect(fs.existsSync(dest) ? fs.readdirSync(dest) : []).toEqual([]);
   });
@@ -180,14 +180,14 @@ describe("restore refuses inner symlinks that point outside", () => {
 
     const dest = `${src}-restored`;
     const r = await runQbackup(["restore", "-p", pass, evil, dest]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(4);
     expect(r.stderr).toContain(
       `qbackup: error: symlink files/sub/escape -> ${target} points outside the restored directory`,
     );
     expect(fs.readdirSync(dest)).toEqual([]);
 
     const v = await runQbackup(["verify", "-p", pass, evil]);
-    expect(v.status).toBe(1);
+    expect(v.status).toBe(4);
     expect(v.stderr).toContain("points outside the restored directory");
   });
 });

@@ -102,8 +102,9 @@ function malformed(message: string): QbackupError {
   return new QbackupError("ERR_TAR_MALFORMED", `inner tar: ${message}`);
 }
 
+/** The stream ended early: after authentication that means data is missing (a chunk was dropped). */
 function truncated(where: string): QbackupError {
-  return malformed(`archive truncated ${where}`);
+  return new QbackupError("ERR_MISSING", `inner tar: archive truncated ${where}`);
 }
 
 /** Runs a decoder, prefixing its ERR_TAR_MALFORMED message with `context`. */

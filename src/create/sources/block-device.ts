@@ -17,11 +17,11 @@ export async function blockDeviceSize(devicePath: string, rdev: number): Promise
   const { major, minor } = splitDeviceNumber(rdev);
   const sysfs = `/sys/dev/block/${major}:${minor}/size`;
   const text = await fs.readFile(sysfs, "utf8").catch(() => {
-    throw new QbackupError("ERR_SOURCE", `cannot determine the size of block device ${devicePath} (no ${sysfs})`);
+    throw new QbackupError("ERR_INPUT", `cannot determine the size of block device ${devicePath} (no ${sysfs})`);
   });
   const sectors = Number(text.trim());
   if (!Number.isSafeInteger(sectors) || sectors < 0) {
-    throw new QbackupError("ERR_SOURCE", `unexpected size '${text.trim()}' in ${sysfs}`);
+    throw new QbackupError("ERR_INPUT", `unexpected size '${text.trim()}' in ${sysfs}`);
   }
   return sectors * 512;
 }

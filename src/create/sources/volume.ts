@@ -90,7 +90,7 @@ async function readAt(
   });
   if (bytesRead === 0) {
     throw new QbackupError(
-      "ERR_SOURCE",
+      "ERR_INPUT",
       `source ${volume.path} shrank while it was being backed up (at byte ${position})`,
     );
   }
