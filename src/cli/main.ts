@@ -3,11 +3,13 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 
 import { agentCommand } from "./agent.js";
+import { completionCommand } from "./completion.js";
 import { createCommand } from "./create.js";
 import { listCommand } from "./list.js";
 import { pruneCommand } from "./prune.js";
 import { recoverySheetCommand } from "./recovery-sheet.js";
 import { restoreCommand, verifyCommand } from "./restore.js";
+import { scheduleCommand } from "./schedule.js";
 import { EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
 import { installInterruptHandlers, interruptedBy } from "./interrupt.js";
 
@@ -23,7 +25,9 @@ export function buildProgram(): Command {
   program.addCommand(restoreCommand());
   program.addCommand(recoverySheetCommand());
   program.addCommand(pruneCommand());
+  program.addCommand(scheduleCommand());
   program.addCommand(agentCommand());
+  program.addCommand(completionCommand(() => program));
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride();
     cmd.showHelpAfterError("(run with --help for usage)");
