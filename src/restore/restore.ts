@@ -27,6 +27,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { readInnerTar } from "../codec/tar/index.js";
+import type { DataPiece } from "../codec/tar/index.js";
 import type { KdfLimits } from "../codec/scrypt/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { pathExists } from "../runtime/paths.js";
@@ -94,7 +95,10 @@ export interface RestoreReport {
 export type RestoreEvent =
   | { type: "opened"; backupId: string | null; selected: Array<{ name: string; backupSize: number }> }
   | { type: "qube-start"; qube: string; backupSize: number }
+  /** A member of the qube was authenticated: `bytes` as stored (compressed, encrypted). */
   | { type: "chunk"; qube: string; bytes: number }
+  /** Restored (verified) data of the qube: `bytes` as the qube had them, comparable to backupSize. */
+  | { type: "data"; qube: string; bytes: number }
   | { type: "file-done"; qube: string; file: string; bytes: number }
   | { type: "qube-done"; qube: string; result: QubeResult };
 
@@ -114,6 +118,7 @@ interface QubeRun {
   output: OutputDirectory;
   file: FileRun | undefined;
   finishedFiles: Set<string>;
+  emit: (event: RestoreEvent) => void;
 }
 
 export async function restoreBackup(source: ByteSource, options: RestoreOptions): Promise<RestoreReport> {
@@ -318,7 +323,8 @@ async function startQube(
   const dryRun = options.verifyOnly === true;
   const finalPath = target ? path.join(target.parent, target.name) : info.name;
   const output = await OutputDirectory.create(options.destDir ?? "", finalPath, dryRun);
-  return { info, result, output, file: undefined, finishedFiles: new Set() };
+  const emit = options.onEvent ?? (() => undefined);
+  return { info, result, output, file: undefined, finishedFiles: new Set(), emit };
 }
 
 async function processChunk(
@@ -432,11 +438,23 @@ async function consumeFile(
       throw new QbackupError("ERR_TAR_MALFORMED", `${what} holds more than the single file ${base}`);
     }
     const linkRel = entry.type === "hardlink" && entry.linkname !== undefined ? relOf(entry.linkname) : undefined;
-    bytes += await output.place(rel, entry, data, linkRel);
+    bytes += await output.place(
+      rel,
+      entry,
+      counted(data, (n) => run.emit({ type: "data", qube: info.name, bytes: n })),
+      linkRel,
+    );
   }
   if (kind === undefined) throw new QbackupError("ERR_TAR_MALFORMED", `${what} is empty`);
   const name = rootRel === "" ? path.posix.basename(base) : rootRel;
   return kind === "file" ? { name, bytes, size } : { name, bytes };
+}
+
+async function* counted(data: AsyncIterable<DataPiece>, count: (bytes: number) => void): AsyncGenerator<DataPiece> {
+  for await (const piece of data) {
+    count(piece.bytes.length);
+    yield piece;
+  }
 }
 
 /** Everything of the qube was read: end its last file, check it, and write qube.json. */
