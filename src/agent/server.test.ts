@@ -231,6 +231,29 @@ describe("serveAgent", () => {
     expect(files()).toEqual([".d99.partial-0123456789ab", "d01", "d10"]);
   });
 
+  it("restore instructions go with their backup and are not counted as backups", async () => {
+    const now = new Date("2026-11-22T12:00:00Z");
+    const day = 86_400_000;
+    for (const [name, ageDays] of [
+      ["b1", 1],
+      ["b2", 2],
+      ["b3", 3],
+    ] as const) {
+      for (const file of [name, `${name}.RESTORE-INSTRUCTIONS.txt`]) {
+        fs.writeFileSync(path.join(root, file), file);
+        const t = new Date(now.getTime() - ageDays * day + (file === name ? 0 : 1000));
+        fs.utimesSync(path.join(root, file), t, t);
+      }
+    }
+    const c = connect({ root, appendOnly: false, now: () => now });
+    await c.greeting();
+    // three sheets younger than b2 and b3 would push both out of --keep-last 2 if they counted
+    expect(await c.request("prune --keep-last 2")).toBe("ok 1");
+    expect(await c.reader.readLine()).toBe("b3");
+    expect(await c.request("delete b2")).toBe("ok");
+    expect(files()).toEqual(["b1", "b1.RESTORE-INSTRUCTIONS.txt"]);
+  });
+
   it("an abort signal removes the temp file of a put in progress at once", async () => {
     const controller = new AbortController();
     const c = connect({ root, appendOnly: true, signal: controller.signal });

@@ -21,6 +21,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { QbackupError, systemErrorCode } from "../errors.js";
+import { RECOVERY_SHEET_SUFFIX } from "../format/recovery-sheet.js";
 import {
   END_FRAME,
   GREETING,
@@ -324,6 +325,14 @@ class Session {
     await this.out.send(okLine(entries.length) + entries.map(formatListEntry).join(""));
   }
 
+  /** `NAME.RESTORE-INSTRUCTIONS.txt`, which create puts beside backup NAME, if there is one. */
+  private async deleteSheetOf(name: string): Promise<void> {
+    const sheet = `${name}${RECOVERY_SHEET_SUFFIX}`;
+    if (!name.endsWith(RECOVERY_SHEET_SUFFIX) && isValidName(sheet)) {
+      await fs.unlink(this.pathOf(sheet)).catch(() => undefined);
+    }
+  }
+
   private refuseIfAppendOnly(what: string): void {
     if (this.opts.appendOnly) throw new Refusal("ERR_APPEND_ONLY", `append-only: ${what} is not allowed`);
   }
@@ -334,6 +343,7 @@ class Session {
     await fs.unlink(this.pathOf(name)).catch((err: unknown) => {
       throw new Refusal("ERR_IO", `cannot delete ${name} (${systemErrorCode(err) ?? "error"})`);
     });
+    await this.deleteSheetOf(name);
     await syncDirectory(this.root);
     await this.out.send(okLine());
   }
@@ -341,7 +351,9 @@ class Session {
   private async prune(policy: PrunePolicy): Promise<void> {
     this.refuseIfAppendOnly("prune");
     const now = (this.opts.now ?? (() => new Date()))();
-    const doomed = planPrune(await this.entries(), policy, now.getTime());
+    // a backup's restore instructions are not a backup: they go with it, and do not count
+    const backups = (await this.entries()).filter((e) => !e.name.endsWith(RECOVERY_SHEET_SUFFIX));
+    const doomed = planPrune(backups, policy, now.getTime());
     const deleted: string[] = [];
     for (const name of doomed) {
       const removed = await fs.unlink(this.pathOf(name)).then(
@@ -349,6 +361,7 @@ class Session {
         () => false,
       );
       if (removed) deleted.push(name);
+      await this.deleteSheetOf(name);
     }
     await syncDirectory(this.root);
     await this.out.send(okLine(deleted.length) + deleted.map((n) => `${n}\n`).join(""));

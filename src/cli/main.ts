@@ -10,7 +10,8 @@ import { pruneCommand } from "./prune.js";
 import { recoverySheetCommand } from "./recovery-sheet.js";
 import { restoreCommand, verifyCommand } from "./restore.js";
 import { scheduleCommand } from "./schedule.js";
-import { EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exitCodeFor, reportError } from "./exit.js";
+import { QbackupError } from "../errors.js";
+import { EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exitCodeFor, messageOf, reportError } from "./exit.js";
 import { installInterruptHandlers, interruptedBy } from "./interrupt.js";
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
@@ -44,7 +45,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // help and version exit 0; everything else commander rejects is a usage error (already printed)
-      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+      if (err.exitCode === 0) return EXIT_OK;
+      if (argv.includes("--json")) jsonError("ERR_USAGE", EXIT_USAGE, err.message.replace(/^error: /, ""));
+      return EXIT_USAGE;
     }
     const signal = interruptedBy();
     if (signal !== undefined) {
@@ -52,6 +55,14 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       return signal === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM;
     }
     reportError(err);
-    return exitCodeFor(err);
+    const status = exitCodeFor(err);
+    if (argv.includes("--json"))
+      jsonError(err instanceof QbackupError ? err.code : "ERR_INTERNAL", status, messageOf(err));
+    return status;
   }
+}
+
+/** With --json, scripts reading the JSON lines learn of a failure there too (the person on stderr). */
+function jsonError(code: string, exitStatus: number, message: string): void {
+  process.stdout.write(`${JSON.stringify({ type: "error", code, exitStatus, message })}\n`);
 }

@@ -6,16 +6,18 @@ import { Command } from "commander";
 import { availableParallelism } from "node:os";
 import { QbackupError } from "../errors.js";
 import { restoreBackup } from "../restore/index.js";
-import type { RestoreOptions, RestoreReport } from "../restore/index.js";
+import type { RestoreEvent, RestoreOptions, RestoreReport } from "../restore/index.js";
 import { EXIT_INCOMPLETE, EXIT_OK } from "./exit.js";
 import { onInterrupt } from "./interrupt.js";
-import { RestoreProgress, restoreReportTable } from "./output.js";
-import { backupTitle } from "./output.js";
+import { backupTitle, restoreReportTable } from "./output.js";
+import { Reporter, addOutputOptions } from "./reporter.js";
+import type { OutputFlags, Progress } from "./reporter.js";
+import { formatBytes } from "./units.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
 import { parseInteger } from "./units.js";
 
-interface RestoreFlags extends ReadFlags {
+interface RestoreFlags extends ReadFlags, OutputFlags {
   exclude: string[];
   skipDom0Home?: boolean;
   ignoreSizeLimit?: boolean;
@@ -50,6 +52,7 @@ export function restoreCommand(): Command {
     .option("--rename-conflicting", "restore beside an existing DESTDIR/<qube> as <qube>-1, -2, …")
     .option("--keep-complete", "keep each qube as soon as it is complete, even if a later part of the backup fails");
   addJobsOption(cmd);
+  addOutputOptions(cmd);
   addReadOptions(cmd).addHelpText(
     "after",
     `
@@ -85,7 +88,14 @@ export function verifyCommand(): Command {
     .option("--skip-dom0-home", "do not verify the dom0 home directory")
     .option("--ignore-size-limit", "accept more data than a qube's recorded backup-size");
   addJobsOption(cmd);
-  addReadOptions(cmd);
+  addOutputOptions(cmd);
+  addReadOptions(cmd).addHelpText(
+    "after",
+    `
+Examples:
+  qbackup verify -p ~/.backup-pass /mnt/backups/qubes-backup-2026-11-22T153000
+  qbackup verify --json ssh+agent://storage/qubes-backup-2026-11-22T153000 work | jq 'select(.type == "summary")'`,
+  );
   return cmd.action(async (args: string[], flags: RestoreFlags) => {
     const rest = [...args];
     const backup = flags.sourceCommand === undefined ? rest.shift() : undefined;
@@ -99,9 +109,11 @@ async function runRestore(
   qubes: string[],
   flags: RestoreFlags,
 ): Promise<number> {
+  const reporter = new Reporter(flags);
+  const command = flags.verifyOnly ? "verify" : "restore";
   const open = await openOptionsFrom(flags, backup);
   const source = await openSource(backup, flags);
-  const progress = new RestoreProgress(process.stderr);
+  const events = new RestoreEvents(reporter, flags.verifyOnly ? "verified" : "restored");
   const options: RestoreOptions = {
     ...open,
     include: qubes,
@@ -113,11 +125,11 @@ async function runRestore(
     keepComplete: flags.keepComplete === true,
     jobs: parseInteger(flags.jobs, "--jobs", 1, 64),
     ...(dest === undefined ? {} : { destDir: dest }),
-    onEvent: (e) => progress.onEvent(e),
+    onEvent: (e) => events.on(e),
   };
   let settled: Promise<unknown> = Promise.resolve();
   const forget = onInterrupt(async () => {
-    progress.clear();
+    events.close();
     // closing the source makes the restore fail at its next read; it then removes its temporary
     // directories (a running KDF finishes first), and only then may the process exit
     await source.close(true);
@@ -129,15 +141,65 @@ async function runRestore(
     settled = running.catch(() => undefined);
     report = await running;
   } finally {
-    progress.clear();
+    events.close();
     forget();
   }
-  process.stderr.write(`${backupTitle(report.backupId)}\n${restoreReportTable(report)}`);
+  reporter.info(`${backupTitle(report.backupId)}\n${restoreReportTable(report).trimEnd()}`);
+  reporter.summary(command, { backupId: report.backupId, ok: report.ok, qubes: report.qubes });
   if (!report.ok) {
     process.stderr.write(
-      `qbackup: error: ${flags.verifyOnly ? "verification" : "restore"} incomplete: see the table above\n`,
+      `qbackup: error: ${command === "verify" ? "verification" : "restore"} incomplete: see the table above\n`,
     );
     return EXIT_INCOMPLETE;
   }
   return EXIT_OK;
+}
+
+/**
+ * Restore events → progress: per qube, the data restored against the qube's recorded size (both
+ * uncompressed), and the stored bytes read, which are smaller when the backup is compressed.
+ */
+class RestoreEvents {
+  private progress: Progress | undefined;
+  private stored = 0;
+
+  constructor(
+    private readonly reporter: Reporter,
+    private readonly verb: string,
+  ) {}
+
+  on(e: RestoreEvent): void {
+    switch (e.type) {
+      case "opened":
+        this.reporter.detail(
+          `qbackup: ${backupTitle(e.backupId)}: ${e.selected.map((q) => q.name).join(", ") || "no qubes"} selected`,
+        );
+        this.progress = this.reporter.progress(
+          e.selected.map((q) => ({ name: q.name, total: q.backupSize })),
+          this.verb,
+          `data bytes ${this.verb}`,
+        );
+        break;
+      case "qube-start":
+        this.progress?.start(e.qube);
+        break;
+      case "data":
+        this.progress?.advance(e.bytes);
+        break;
+      case "chunk":
+        this.stored += e.bytes;
+        this.progress?.detail(`${formatBytes(this.stored)} of the backup read`);
+        break;
+      case "file-done":
+        this.reporter.detail(`qbackup: ${e.qube}: ${e.file} ${this.verb} (${formatBytes(e.bytes)})`);
+        break;
+      case "qube-done":
+        this.progress?.finish(e.qube, e.result.status);
+        break;
+    }
+  }
+
+  close(): void {
+    this.progress?.close();
+  }
 }

@@ -16,7 +16,9 @@ export const MAX_PASSPHRASE_SOURCE_BYTES = 64 * 1024;
 export type PassphraseSource =
   | { kind: "file"; path: string } // "-" = stdin
   | { kind: "command"; command: string }
-  | { kind: "prompt"; confirm: boolean };
+  | { kind: "prompt"; confirm: boolean }
+  /** Already at hand (a profile's `passphrase`); `origin` names it in messages. */
+  | { kind: "value"; passphrase: string; origin: string };
 
 /** First line, trailing whitespace stripped: what qvm-backup-restore does with --passphrase-file. */
 export function passphraseFromText(bytes: Buffer, origin: string): string {
@@ -35,6 +37,8 @@ export async function readPassphrase(source: PassphraseSource): Promise<string> 
       return passphraseFromText(await runPassphraseCommand(source.command), "the passphrase command");
     case "prompt":
       return promptPassphrase(source.confirm);
+    case "value":
+      return passphraseFromText(Buffer.from(source.passphrase, "utf8"), source.origin);
   }
 }
 
