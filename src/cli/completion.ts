@@ -350,11 +350,17 @@ function zshOptionSpecs(o: OptionModel, profileFn: string): string[] {
   return spelled.map((n) => sq(`${exclusion}${n}${tail}`));
 }
 
+/**
+ * Positional specs. commander gives word N to argument N whether or not it is optional, but _arguments
+ * also applies the spec AFTER an optional `N::` one at position N (so `[dest] [source...]` would offer
+ * dest's and source's candidates both at word 1): only the last argument is marked optional.
+ */
 function zshArgumentSpecs(cmd: CommandModel, profileFn: string): string[] {
-  return argumentSlots(cmd).map((s) => {
+  const slots = argumentSlots(cmd);
+  return slots.map((s) => {
     const arg = cmd.args[s.index]!;
     const position = s.rest ? "*" : `${s.index + 1}`;
-    const optional = arg.optional && !s.rest ? ":" : "";
+    const optional = arg.optional && !s.rest && s.index === slots.length - 1 ? ":" : "";
     return sq(`${position}${optional}:${zshSpecText(s.value.name)}:${zshAction(s.value, profileFn)}`);
   });
 }

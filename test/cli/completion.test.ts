@@ -144,14 +144,16 @@ const fish = (line: string): string[] => fishMany([line])[0]!;
 
 // ---------------------------------------------------------------------------------------------
 // zsh: an interactive zsh on a pseudo-terminal, compinit with our _qbackup on $fpath; TAB runs a widget
-// that completes, then marks the end of the candidates compadd received and clears the line
+// that completes, then marks the end of the candidates compadd received and clears the line.
+// No automatic listing: a list taller than the pty would make zsh ask "do you wish to see all N
+// possibilities?", and that question would eat the first letter of the next line typed.
 
 const ZSH_DRIVER = `# zsh -f driver.zsh FPATH_DIR OUT_FILE LINE...
 zmodload zsh/zpty || exit 3
 dir=$1 out=$2
 shift 2
 zpty z zsh -f -i || exit 4
-zpty -w z "PS1='%% '; fpath=(\${(q)dir} \\$fpath); autoload -Uz compinit; compinit -u -D; __out=\${(q)out}"
+zpty -w z "PS1='%% '; fpath=(\${(q)dir} \\$fpath); autoload -Uz compinit; compinit -u -D; unsetopt auto_list; __out=\${(q)out}"
 zpty -w z 'compadd() { if (( \${@[(I)-[OAD]*]} )); then builtin compadd "$@"; return; fi; local -a __m; builtin compadd -O __m "$@"; (( $#__m )) && print -rl -- $__m >> $__out; builtin compadd "$@"; }'
 zpty -w z '__probe() { zle complete-word; print -r -- "<done>" >> $__out; BUFFER=; CURSOR=0; }; zle -N __probe; bindkey "^I" __probe'
 n=0
@@ -237,7 +239,7 @@ describe("bash", () => {
       const offered = bash(["qbackup", ...at, "-"]);
       expect(offered.sort(), at.join(" ")).toEqual(flagsOf(cmd).sort());
     }
-    expect(bash(["qbackup", "restore", "--ver"])).toEqual(["--verify-only"]);
+    expect(bash(["qbackup", "restore", "--verify-"])).toEqual(["--verify-only"]);
     expect(bash(["qbackup", "agent", "setup-key", "--r"])).toEqual(["--root-base"]);
   });
 
@@ -306,7 +308,7 @@ describe("fish", () => {
     const nodes = walk(program).filter((n) => flagsOf(n.cmd).length > 0);
     const offered = fishMany(nodes.map((n) => `qbackup ${[...n.path, "-"].join(" ")}`));
     nodes.forEach((n, i) => expect(offered[i]!.sort(), n.path.join(" ")).toEqual(flagsOf(n.cmd).sort()));
-    expect(fish("qbackup restore --ver")).toEqual(["--verify-only"]);
+    expect(fish("qbackup restore --verify-")).toEqual(["--verify-only"]);
   });
 
   it("completes filter names, choices and profile names", () => {
@@ -357,13 +359,16 @@ describe("zsh (interactive, on a pseudo-terminal)", () => {
 
   it("completes option values, choices, profile names and files", () => {
     const lines = [
-      "qbackup restore --ver",
+      "qbackup restore --verify-",
       "qbackup create -Z ",
       "qbackup list --compression-filter=zs",
       "qbackup probe --every ",
       "qbackup probe --profile ",
       "qbackup probe o",
       "qbackup create al",
+      "qbackup create /mnt al",
+      "qbackup create /mnt alpha.img be",
+      "qbackup list al",
       "qbackup create -p al",
       "qbackup completion ",
       "qbackup help re",
@@ -371,13 +376,17 @@ describe("zsh (interactive, on a pseudo-terminal)", () => {
     ];
     const got = Object.fromEntries(zshMany(lines).map((c, i) => [lines[i]!, c.sort()]));
     expect(got).toEqual({
-      "qbackup restore --ver": ["--verify-only"],
+      "qbackup restore --verify-": ["--verify-only"],
       "qbackup create -Z ": [...ALLOWED_FILTER_PROGRAMS].sort(),
       "qbackup list --compression-filter=zs": ["zstd", "zstdmt"],
       "qbackup probe --every ": [...EVERY_CHOICES].sort(),
       "qbackup probe --profile ": ["alpha-dir", "alpha.img", "beta.img", ...PROFILES].sort(),
       "qbackup probe o": ["offsite"],
+      // [dest] [source...]: each word is offered its files once, not once per spec that could apply
       "qbackup create al": ["alpha-dir", "alpha.img"],
+      "qbackup create /mnt al": ["alpha-dir", "alpha.img"],
+      "qbackup create /mnt alpha.img be": ["beta.img"],
+      "qbackup list al": ["alpha-dir", "alpha.img"],
       "qbackup create -p al": ["alpha-dir", "alpha.img"],
       "qbackup completion ": ["bash", "fish", "zsh"],
       "qbackup help re": ["recovery-sheet", "restore"],
