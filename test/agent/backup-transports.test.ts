@@ -89,15 +89,18 @@ describe("over a real sshd", () => {
   const agentUrl = (name: string) => `ssh+agent://${SSH_USER}@127.0.0.1:${sshd.port}/${name}`;
   const ssh = (key?: ClientKey) => ["-e", sshd.sshBase(key).join(" ")];
 
-  it("create → storage agent (append-only key) → list → restore, byte-identical", async () => {
+  it("create → storage agent (append-only key) → list → restore, byte-identical; instructions beside it", async () => {
     await roundTrip(agentUrl("laptop-1"), ssh(), "agent");
-    expect(fs.readdirSync(root)).toEqual(["laptop-1"]);
+    expect(fs.readdirSync(root).sort()).toEqual(["laptop-1", "laptop-1.RESTORE-INSTRUCTIONS.txt"]);
+    const sheet = await runQbackup(["recovery-sheet", path.join(root, "laptop-1")]);
+    expect(sheet.status, sheet.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(root, "laptop-1.RESTORE-INSTRUCTIONS.txt"), "utf8")).toBe(sheet.stdout.toString());
   });
 
   it("the agent refuses to overwrite an existing backup, and create says so", async () => {
     const before = fs.readFileSync(path.join(root, "laptop-1"));
     const r = await create(["--scrypt-logn", "10", ...ssh(), agentUrl("laptop-1"), `work=${img}`]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/exists/);
     expect(r.stderr).not.toMatch(/written to/);
     expect(fs.readFileSync(path.join(root, "laptop-1")).equals(before)).toBe(true);
@@ -131,7 +134,7 @@ describe("over a real sshd", () => {
       `big=${big}`,
     ]).finally(() => clearInterval(cutter));
     expect(killed, r.stderr).toBe(true);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/qbackup: error: storage agent (was killed|exited)/);
     expect(r.stderr).not.toMatch(/written to/);
     // the agent notices the cut and removes its temporary file; no "cut" ever appears
@@ -169,13 +172,24 @@ describe("over a real sshd", () => {
     fs.utimesSync(path.join(root, "laptop-1"), past, past); // received an hour ago
     const base = `ssh+agent://${SSH_USER}@127.0.0.1:${sshd.port}/`;
     const refused = await runQbackup(["prune", ...ssh(), base, "--keep-last", "1"]);
-    expect(refused.status).toBe(1);
+    expect(refused.status).toBe(6);
     expect(refused.stderr).toMatch(/append-only/);
-    expect(fs.readdirSync(root).sort()).toEqual(["laptop-1", "laptop-2"]);
+    const sheets = (name: string) => [name, `${name}.RESTORE-INSTRUCTIONS.txt`];
+    expect(fs.readdirSync(root).sort()).toEqual([...sheets("laptop-1"), ...sheets("laptop-2")]);
+    const stored = await runQbackup(["list", "--json", ...ssh(), base]);
+    expect(stored.status, stored.stderr).toBe(0);
+    const listed = JSON.parse(stored.stdout.toString()) as { backups: Array<Record<string, unknown>> };
+    expect(listed.backups.map((b) => [b["name"], b["restoreInstructions"]])).toEqual([
+      ["laptop-1", true],
+      ["laptop-2", true],
+    ]);
+    expect(listed.backups[0]!["size"]).toBe(fs.statSync(path.join(root, "laptop-1")).size);
+    const table = await runQbackup(["list", ...ssh(), base]);
+    expect(table.stdout.toString()).toMatch(/^laptop-2 +[\d.]+ [KM]iB +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +yes$/m);
     const pruned = await runQbackup(["prune", ...ssh(adminKey), base, "--keep-within", "10m"]);
     expect(pruned.status, pruned.stderr).toBe(0);
     expect(pruned.stdout.toString()).toBe("deleted laptop-1\n");
-    expect(fs.readdirSync(root)).toEqual(["laptop-2"]);
+    expect(fs.readdirSync(root).sort()).toEqual(sheets("laptop-2"));
   });
 
   it("plain ssh:// (a shell on the other side) round-trips too", async () => {
@@ -231,7 +245,7 @@ describe("--dest-command", () => {
       "cat > /dev/null; echo 'storage full' >&2; exit 3",
       `work=${img}`,
     ]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/qbackup: error: .*(exit|status) .*3.*|storage full/);
     expect(r.stderr).toMatch(/storage full/);
     expect(r.stderr).not.toMatch(/written to/);
@@ -249,7 +263,7 @@ describe("--dest-command", () => {
       `work=${img}`,
     ]);
     const seconds = (Date.now() - started) / 1000;
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(6);
     expect(r.stderr).toMatch(/qbackup: error: .*(stall|nothing|accept)/i);
     expect(r.stderr).not.toMatch(/written to/);
     expect(seconds).toBeLessThan(30);

@@ -144,7 +144,7 @@ describe("qbackup create refuses bad input cleanly", () => {
   });
 
   it.each([
-    [["create"], /missing required argument 'dest'/],
+    [["create"], /where to\? give DEST/],
     [["create", "/tmp"], /nothing to back up: give at least one SOURCE/],
     [["create", "-y", "/tmp", "work"], /source 'work' is not NAME=PATH or NAME:VOLUME=PATH/],
     [["create", "-y", "/tmp", "1work=/etc/hostname"], /invalid qube name "1work"/],
