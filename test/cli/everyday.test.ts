@@ -149,7 +149,7 @@ describe("profiles", () => {
 });
 
 describe("--json", () => {
-  it("create, list, verify and restore print JSON lines ending in one summary", async () => {
+  it("create, recovery-sheet, list, verify and restore print JSON lines ending in one summary", async () => {
     const dest = fs.mkdtempSync(path.join(root, "json-"));
     const backup = path.join(dest, "b.bin");
     const c = await runQbackup(
@@ -165,6 +165,13 @@ describe("--json", () => {
     const events = jsonLines(c.stdout);
     expect(events.filter((e) => e["type"] === "qube-done").map((e) => e["qube"])).toEqual(["work", "docs"]);
     expect(events.some((e) => e["type"] === "warning")).toBe(true); // the cheap KDF is warned about
+
+    const sheet = await runQbackup(["recovery-sheet", "--json", backup]);
+    expect(summaryOf(sheet.stdout)).toMatchObject({
+      command: "recovery-sheet",
+      backupId: created["backupId"],
+      text: fs.readFileSync(`${backup}.RESTORE-INSTRUCTIONS.txt`, "utf8"),
+    });
 
     const l = await runQbackup(["list", "--json", "-p", pass, backup]);
     expect(l.status, l.stderr).toBe(0);
@@ -332,5 +339,32 @@ describe("output when stderr is not a terminal", () => {
     expect(v.status, v.stderr).toBe(0);
     expect(v.stderr).toMatch(/^qbackup: work: archiving vm1\/private\.img/m);
     expect(v.stderr).toMatch(/^qbackup: scrypt logN 10 \(r 8, p 1\), gzip -1/m);
+  });
+});
+
+describe("a scheduled run", () => {
+  it("the crontab line `schedule --cron --prune` prints, run by sh, backs up without a prompt and prunes", async () => {
+    const dest = fs.mkdtempSync(path.join(root, "scheduled-"));
+    const old = "qubes-backup-2020-01-01T000000";
+    fs.writeFileSync(path.join(dest, old), "an old backup");
+    fs.utimesSync(path.join(dest, old), new Date("2020-01-01"), new Date("2020-01-01"));
+    profileFile(
+      "timer",
+      `destination: ${dest}\nsources: [work=${image}]\npassphrase_file: ${pass}\nscrypt_logn: 10\nkeep_last: 1\n`,
+    );
+    const s = await runQbackup(["schedule", "timer", "--every", "daily", "--cron", "--prune"], { env });
+    expect(s.status, s.stderr).toBe(0);
+    const line = s.stdout.toString().trim();
+    const fields = /^(\d+) (\d+) \* \* \* (.*)$/.exec(line);
+    expect(fields, line).not.toBeNull();
+    // cron hands the rest of the line to sh, with \% turned back into %
+    const command = fields![3]!.replace(/\\%/g, "%");
+    execFileSync("sh", ["-c", command], { env: { PATH: process.env["PATH"]!, HOME: root }, stdio: "pipe" });
+    const left = fs.readdirSync(dest).sort();
+    expect(left).toHaveLength(2);
+    expect(left[0]).toMatch(/^qubes-backup-\d{4}-\d\d-\d\dT\d{6}$/);
+    expect(left[1]).toBe(`${left[0]}.RESTORE-INSTRUCTIONS.txt`);
+    const v = await runQbackup(["verify", "-p", pass, path.join(dest, left[0]!)]);
+    expect(v.status, v.stderr).toBe(0);
   });
 });
