@@ -121,6 +121,19 @@ function bash(words: string[], extraEnv: NodeJS.ProcessEnv = {}): string[] {
 // ---------------------------------------------------------------------------------------------
 // fish: `complete -C LINE` prints "candidate<TAB>description" lines
 
+/** The candidates printed for each of `count` lines, each block ended by `<done>`; `clean` turns a line into one. */
+function candidateBlocks(out: string, count: number, clean: (line: string) => string): string[][] {
+  return out
+    .split("<done>\n")
+    .slice(0, count)
+    .map((block) =>
+      block
+        .split("\n")
+        .filter((l) => l !== "")
+        .map(clean),
+    );
+}
+
 function fishMany(lines: string[]): string[][] {
   const out = run("fish", [
     "--no-config",
@@ -129,15 +142,7 @@ function fishMany(lines: string[]): string[][] {
     scripts.fish,
     ...lines,
   ]);
-  return out
-    .split("<done>\n")
-    .slice(0, lines.length)
-    .map((block) =>
-      block
-        .split("\n")
-        .filter((l) => l !== "")
-        .map((l) => l.split("\t")[0]!),
-    );
+  return candidateBlocks(out, lines.length, (l) => l.split("\t")[0]!);
 }
 
 const fish = (line: string): string[] => fishMany([line])[0]!;
@@ -177,16 +182,7 @@ function zshMany(lines: string[]): string[][] {
   fs.writeFileSync(driver, ZSH_DRIVER);
   const out = path.join(tmp, `zsh-out-${zshRuns++}`);
   run("zsh", ["-f", driver, zfunc, out, ...lines]);
-  return fs
-    .readFileSync(out, "utf8")
-    .split("<done>\n")
-    .slice(0, lines.length)
-    .map((block) =>
-      block
-        .split("\n")
-        .filter((l) => l !== "")
-        .map((l) => l.replace(/\\(.)/g, "$1")),
-    );
+  return candidateBlocks(fs.readFileSync(out, "utf8"), lines.length, (l) => l.replace(/\\(.)/g, "$1"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,11 @@ function jsonLines(stdout: Buffer): Array<Record<string, unknown>> {
   return text === "" ? [] : text.split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
+/** `qbackup create -y -p PASS` with a cheap KDF and small chunks, then `args`. */
+function create(args: string[], opts: Parameters<typeof runQbackup>[1] = {}): ReturnType<typeof runQbackup> {
+  return runQbackup(["create", "-y", "-p", pass, ...CHEAP, ...args], opts);
+}
+
 function summaryOf(stdout: Buffer): Record<string, unknown> {
   const lines = jsonLines(stdout);
   expect(lines.filter((l) => l["type"] === "summary")).toHaveLength(1);
@@ -152,12 +157,9 @@ describe("--json", () => {
   it("create, recovery-sheet, list, verify and restore print JSON lines ending in one summary", async () => {
     const dest = fs.mkdtempSync(path.join(root, "json-"));
     const backup = path.join(dest, "b.bin");
-    const c = await runQbackup(
-      ["create", "-y", "-p", pass, ...CHEAP, "--json", backup, `work=${image}`, `docs=${docs}`],
-      {
-        env: { QBACKUP_PROGRESS_INTERVAL: "0.001" },
-      },
-    );
+    const c = await create(["--json", backup, `work=${image}`, `docs=${docs}`], {
+      env: { QBACKUP_PROGRESS_INTERVAL: "0.001" },
+    });
     expect(c.status, c.stderr).toBe(0);
     const created = summaryOf(c.stdout);
     expect(created).toMatchObject({ command: "create", location: backup, compression: "gzip" });
@@ -211,7 +213,7 @@ describe("exit statuses", () => {
   let backup: string;
   beforeAll(async () => {
     backup = path.join(root, "status.bin");
-    const r = await runQbackup(["create", "-y", "-p", pass, ...CHEAP, "--no-compress", backup, `work=${image}`]);
+    const r = await create(["--no-compress", backup, `work=${image}`]);
     expect(r.status, r.stderr).toBe(0);
   });
 
@@ -270,18 +272,7 @@ describe("hooks", () => {
   it("--on-success gets what happened in QBACKUP_* and never the passphrase", async () => {
     const dest = fs.mkdtempSync(path.join(root, "hook-"));
     const record = path.join(root, "success.env");
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      ...CHEAP,
-      "--json",
-      "--on-success",
-      `env > '${record}'`,
-      dest,
-      `work=${image}`,
-    ]);
+    const r = await create(["--json", "--on-success", `env > '${record}'`, dest, `work=${image}`]);
     expect(r.status, r.stderr).toBe(0);
     const seen = fs.readFileSync(record, "utf8");
     const summary = summaryOf(r.stdout);
@@ -294,12 +285,7 @@ describe("hooks", () => {
 
   it("--on-failure runs on a failed backup; a failing hook is a warning, not a new outcome", async () => {
     const record = path.join(root, "failure.env");
-    const r = await runQbackup([
-      "create",
-      "-y",
-      "-p",
-      pass,
-      ...CHEAP,
+    const r = await create([
       "--on-failure",
       `env > '${record}'; exit 9`,
       path.join(root, "missing-dir", "b.bin"),
