@@ -5,14 +5,14 @@
  */
 import type { Command } from "commander";
 import * as path from "node:path";
-import { saveProfile } from "../config/profile.js";
+import { saveProfile } from "../config/profile-file.js";
 import type { LoadedProfile, Profile, ProfileCompression } from "../config/profile.js";
 import { parseSourceSpec } from "../create/index.js";
 import { QbackupError } from "../errors.js";
 import { readPassphrase } from "../runtime/passphrase.js";
 import { isRemoteSpec } from "../transport/remote.js";
 import type { RemoteFlags } from "./remote-options.js";
-import { parseInteger, parseSize } from "./units.js";
+import { parseInteger, parseSize } from "../runtime/units.js";
 
 /** The options of `qbackup create`, as commander hands them over. */
 export interface CreateFlags extends RemoteFlags {

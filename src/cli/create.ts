@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { existsSync, realpathSync } from "node:fs";
 import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup, sourceHolding } from "../create/index.js";
 import type { BackupPlan, Compression, CreateEvent, CreateResult } from "../create/index.js";
-import { loadProfile } from "../config/profile.js";
+import { loadProfile } from "../config/profile-file.js";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { RECOVERY_SHEET_SUFFIX, recoverySheet } from "../format/recovery-sheet.js";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "../format/names.js";
@@ -36,7 +36,7 @@ import { addRemoteOptions, remoteOptionsFrom, stallMsFrom } from "./remote-optio
 import { Reporter, addOutputOptions } from "./reporter.js";
 import type { Progress } from "./reporter.js";
 import { confirm } from "./terminal.js";
-import { formatBytes, parseInteger, parseSize } from "./units.js";
+import { formatBytes, parseInteger, parseSize } from "../runtime/units.js";
 
 /** 256 MiB of KDF memory, ~1 s per container here (age uses the same); see README "Key derivation". */
 export const DEFAULT_SCRYPT_LOGN = 18;
@@ -241,11 +241,8 @@ async function runCreate(request: CreateRequest, reporter: Reporter): Promise<Cr
 
   const passphrase = await readPassphrase(passphraseSource);
   const sink: BackupSink = await destination.open();
-  const progress = reporter.progress(
-    progressItems(plan),
-    "read",
-    "source bytes read (a volume is read twice: a scan for holes, then its data)",
-  );
+  // a volume is read twice, a scan for holes and then its data: both count (progressItems)
+  const progress = reporter.progress(progressItems(plan), "read", "source bytes read");
   const forget = onInterrupt(async () => {
     progress.close();
     await sink.abort();

@@ -13,7 +13,7 @@ import { EXIT_OK } from "./exit.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
 import { remoteOptionsFrom, stallMsFrom } from "./remote-options.js";
-import { formatBytes } from "./units.js";
+import { formatBytes } from "../runtime/units.js";
 import { backupTitle, renderTable } from "./output.js";
 import { Reporter, addOutputOptions } from "./reporter.js";
 import type { OutputFlags } from "./reporter.js";

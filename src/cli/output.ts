@@ -4,7 +4,7 @@
  */
 import type { BackupPlan, CreateResult } from "../create/index.js";
 import type { RestoreReport } from "../restore/index.js";
-import { formatBytes } from "./units.js";
+import { formatBytes } from "../runtime/units.js";
 
 /** Rows as aligned columns; the first row is the heading, `right` lists right-aligned columns. */
 export function renderTable(rows: readonly string[][], right: readonly number[] = [], footer?: string[]): string {

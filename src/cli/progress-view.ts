@@ -2,7 +2,7 @@
  * How progress is shown: live bars on a terminal, a plain line every so often in a log, JSON-lines
  * events for scripts, or nothing (-q). All of them read the same ProgressTracker snapshots.
  */
-import { formatBytes } from "./units.js";
+import { formatBytes } from "../runtime/units.js";
 import { formatDuration, fraction } from "./progress.js";
 import type { ItemProgress, ProgressSnapshot } from "./progress.js";
 

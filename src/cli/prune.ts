@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises";
 import { agentPrune } from "../agent/client.js";
 import { parsePruneSpec } from "../agent/protocol.js";
 import type { PrunePolicy } from "../agent/protocol.js";
-import { loadProfile } from "../config/profile.js";
+import { loadProfile } from "../config/profile-file.js";
 import { QbackupError } from "../errors.js";
 import { pruneDirectory } from "../transport/local-prune.js";
 import { AGENT_REMOTE_COMMAND, isRemoteSpec, parseRemote, sshArgv } from "../transport/remote.js";

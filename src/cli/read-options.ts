@@ -11,7 +11,7 @@ import { commandSource, openFileSource, stdinSource } from "../transport/source.
 import type { ByteSource } from "../transport/source.js";
 import { addRemoteOptions, remoteOptionsFrom, stallMsFrom } from "./remote-options.js";
 import type { RemoteFlags } from "./remote-options.js";
-import { parseSize } from "./units.js";
+import { parseSize } from "../runtime/units.js";
 
 export interface ReadFlags extends RemoteFlags {
   passphraseFile?: string;

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { QbackupError } from "../errors.js";
 import type { RemoteOptions } from "../transport/remote.js";
-import { parseInteger } from "./units.js";
+import { parseInteger } from "../runtime/units.js";
 
 export const DEFAULT_STALL_TIMEOUT_S = 120;
 

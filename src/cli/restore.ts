@@ -12,10 +12,9 @@ import { onInterrupt } from "./interrupt.js";
 import { backupTitle, restoreReportTable } from "./output.js";
 import { Reporter, addOutputOptions } from "./reporter.js";
 import type { OutputFlags, Progress } from "./reporter.js";
-import { formatBytes } from "./units.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
 import type { ReadFlags } from "./read-options.js";
-import { parseInteger } from "./units.js";
+import { formatBytes, parseInteger } from "../runtime/units.js";
 
 interface RestoreFlags extends ReadFlags, OutputFlags {
   exclude: string[];

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadProfile } from "../config/profile.js";
+import { loadProfile } from "../config/profile-file.js";
 import { profileNameOf, profilePath } from "../config/profile-path.js";
 import { QbackupError, destinationError } from "../errors.js";
 import {

@@ -18,11 +18,10 @@ import {
   MAX_PROFILE_BYTES,
   MAX_PROFILE_SCRYPT_LOGN,
   MIN_PROFILE_SCRYPT_LOGN,
-  loadProfile,
   parseProfile,
   renderProfile,
-  saveProfile,
 } from "./profile.js";
+import { loadProfile, saveProfile } from "./profile-file.js";
 import type { Profile, ProfileCompression } from "./profile.js";
 
 const F = "/cfg/p.yaml";
