@@ -36,6 +36,10 @@ export type ErrorCode =
   | "ERR_UNSAFE_PATH"
   // qubes.xml
   | "ERR_QUBES_XML"
+  // disk images browsed by ls/extract
+  | "ERR_UNSUPPORTED_FS"
+  | "ERR_IMAGE_MALFORMED"
+  | "ERR_NOT_FOUND"
   // anything that is a bug, not bad input
   | "ERR_INTERNAL";
 

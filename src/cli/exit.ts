@@ -7,6 +7,7 @@
  *   2 usage: a bad command line or profile, a passphrase that breaks the rules, no terminal to ask on
  *   3 wrong passphrase
  *   4 tampered or damaged: something failed authentication, or authenticated data is malformed
+ *     (also a damaged filesystem inside a disk image, for ls/extract)
  *   5 incomplete: data is missing (a truncated backup, a dropped chunk, a qube or volume absent)
  *   6 storage: the destination or the backup's source failed (absent, not writable, full, already
  *     exists, an ssh/rclone/agent/command transport failed or stalled)
@@ -38,6 +39,7 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   ERR_TAR_MALFORMED: EXIT_TAMPERED,
   ERR_QUBES_XML: EXIT_TAMPERED,
   ERR_UNSAFE_PATH: EXIT_TAMPERED,
+  ERR_IMAGE_MALFORMED: EXIT_TAMPERED,
   ERR_MISSING: EXIT_INCOMPLETE,
   ERR_DEST: EXIT_STORAGE,
   ERR_DEST_FULL: EXIT_STORAGE,

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 
 import { agentCommand } from "./agent.js";
+import { extractCommand, lsCommand } from "./browse.js";
 import { completionCommand } from "./completion.js";
 import { createCommand } from "./create.js";
 import { listCommand } from "./list.js";
@@ -24,6 +25,8 @@ export function buildProgram(): Command {
   program.addCommand(listCommand());
   program.addCommand(verifyCommand());
   program.addCommand(restoreCommand());
+  program.addCommand(lsCommand());
+  program.addCommand(extractCommand());
   program.addCommand(recoverySheetCommand());
   program.addCommand(pruneCommand());
   program.addCommand(scheduleCommand());

@@ -158,7 +158,7 @@ async function runRestore(
  * Restore events → progress: per qube, the data restored against the qube's recorded size (both
  * uncompressed), and the stored bytes read, which are smaller when the backup is compressed.
  */
-class RestoreEvents {
+export class RestoreEvents {
   private progress: Progress | undefined;
   private stored = 0;
 
