@@ -161,32 +161,39 @@ async function withImage(
   const forget = onInterrupt(cleanup);
   try {
     const events = new RestoreEvents(reporter, "restored");
+    let volumes: string[] | undefined;
     let report;
     try {
       report = await restoreBackup(source, {
         ...open,
         include: [qube],
+        onlyFiles: [`${flags.volume}.img`],
         destDir: tmp,
         jobs: parseInteger(flags.jobs, "--jobs", 1, 64),
-        onEvent: (e) => events.on(e),
+        onEvent: (e) => {
+          if (e.type === "opened") volumes = e.selected.find((q) => q.name === qube)?.volumes;
+          events.on(e);
+        },
       });
     } finally {
       events.close();
     }
     const result = report.qubes.find((q) => q.name === qube);
-    if (result === undefined) throw new QbackupError("ERR_NOT_FOUND", `there is no qube ${qube} in this backup`);
-    if (!report.ok)
-      throw new QbackupError("ERR_MISSING", `qube ${qube} is ${result.status}: ${result.problems.join("; ")}`);
-    const file = path.join(tmp, qube, `${flags.volume}.img`);
-    const st = await fs.lstat(file).catch(() => undefined);
-    if (!st?.isFile()) {
-      const volumes = result.files.map((f) => f.name).filter((n) => n.endsWith(".img"));
+    if (result === undefined || volumes === undefined) {
+      throw new QbackupError("ERR_NOT_FOUND", `there is no qube ${qube} in this backup`);
+    }
+    const volumeFile = `${flags.volume}.img`;
+    if (!volumes.includes(volumeFile)) {
       throw new QbackupError(
         "ERR_NOT_FOUND",
         `qube ${qube} has no volume ${flags.volume} in this backup` +
           (volumes.length > 0 ? ` (it has ${volumes.join(", ")}; choose with --volume)` : " (it holds no disk image)"),
       );
     }
+    if (!report.ok) {
+      throw new QbackupError("ERR_MISSING", `qube ${qube} is ${result.status}: ${result.problems.join("; ")}`);
+    }
+    const file = path.join(tmp, qube, volumeFile);
     image = await ExtImage.open(file, `${qube}: ${flags.volume}.img`);
     reporter.detail(`qbackup: ${image.what}: ${image.located.kind} in the ${image.located.where}`);
     await use(image);

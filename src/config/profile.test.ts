@@ -116,6 +116,21 @@ on_failure: notify-send -u critical 'backup failed'
     }
   });
 
+  it("a leading ~/ in local paths (destination, sources, passphrase_file) is the home directory", () => {
+    const p = parseProfile(
+      "destination: ~/backups\nsources: [a=~/a.img, { qube: b, path: ~/docs }, c=/srv/~/x]\npassphrase_file: ~/pw\n",
+      F,
+      { home: HOME },
+    );
+    expect(p.destination).toBe(`${HOME}/backups`);
+    expect(p.sourceArgs).toEqual([`a=${HOME}/a.img`, `b=${HOME}/docs`, "c=/srv/~/x"]);
+    expect(p.sources.map((s) => s.path)).toEqual([`${HOME}/a.img`, `${HOME}/docs`, "/srv/~/x"]);
+    expect(p.passphraseFile).toBe(`${HOME}/pw`);
+    expect(parseProfile("destination: rclone:r:~/b\nsources: [a=/x]\n", F, { home: HOME }).destination).toBe(
+      "rclone:r:~/b",
+    );
+  });
+
   it("accepts every allow-listed filter and none, sizes as numbers or with suffixes", () => {
     for (const name of [...ALLOWED_FILTER_PROGRAMS, "none"]) {
       expect(parse(`${BASE}compression: ${name}\n`).compression).toBe(name);

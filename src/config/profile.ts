@@ -505,7 +505,7 @@ export function parseProfile(text: string, file: string, options: ParseProfileOp
   }
   const fields = result.data!;
   checkCombinations(fields, root, src);
-  return profileFrom(fields);
+  return profileFrom(fields, options.home ?? os.homedir());
 }
 
 /** Rules between keys, reported at the line of the key that breaks them. */
@@ -548,13 +548,15 @@ function checkCombinations(fields: ParsedFields, root: YamlNode, src: ProfileTex
   }
 }
 
-function profileFrom(fields: ParsedFields): Profile {
-  const sources = fields.sources ?? [];
-  const profile: Profile = { sources: sources.map((s) => s.spec), sourceArgs: sources.map((s) => s.arg) };
+/** The profile, with a leading `~/` in local paths (sources, destination) made the home directory. */
+function profileFrom(fields: ParsedFields, home: string): Profile {
+  const specs = (fields.sources ?? []).map((s) => ({ ...s.spec, path: expandHome(s.spec.path, home) }));
+  const profile: Profile = { sources: specs, sourceArgs: specs.map(sourceArgOf) };
   const set = <K extends keyof Profile>(key: K, value: Profile[K] | undefined) => {
     if (value !== undefined) profile[key] = value;
   };
-  set("destination", fields.destination);
+  const dest = fields.destination;
+  set("destination", dest === undefined || isRemoteSpec(dest) ? dest : expandHome(dest, home));
   set("destCommand", fields.dest_command);
   set("exclude", fields.exclude);
   set("compression", fields.compression);

@@ -59,6 +59,11 @@ export interface RestoreOptions {
   /** Publish each qube as soon as it is complete, even if a later part of the backup fails. */
   keepComplete?: boolean;
   /**
+   * Only these files of each selected qube (as named inside it: `private.img`, `firewall.xml`);
+   * the others are skipped, not missing. Absent = all.
+   */
+  onlyFiles?: readonly string[];
+  /**
    * Containers whose keys are derived at once (each KDF holds 128·r·N bytes); default 1. From a
    * seekable file the KDFs of the next `jobs + 1` members start ahead of the reader.
    */
@@ -93,7 +98,12 @@ export interface RestoreReport {
 }
 
 export type RestoreEvent =
-  | { type: "opened"; backupId: string | null; selected: Array<{ name: string; backupSize: number }> }
+  /** `volumes`: the disk images qubes.xml says the backup holds for the qube (`private.img`, …). */
+  | {
+      type: "opened";
+      backupId: string | null;
+      selected: Array<{ name: string; backupSize: number; volumes: string[] }>;
+    }
   | { type: "qube-start"; qube: string; backupSize: number }
   /** A member of the qube was authenticated: `bytes` as stored (compressed, encrypted). */
   | { type: "chunk"; qube: string; bytes: number }
@@ -119,6 +129,8 @@ interface QubeRun {
   file: FileRun | undefined;
   finishedFiles: Set<string>;
   emit: (event: RestoreEvent) => void;
+  /** Whether the qube's file NAME is to be restored (onlyFiles). */
+  wanted: (name: string) => boolean;
 }
 
 export async function restoreBackup(source: ByteSource, options: RestoreOptions): Promise<RestoreReport> {
@@ -173,7 +185,11 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
   emit({
     type: "opened",
     backupId: opened.backupId,
-    selected: selected.map((q) => ({ name: q.name, backupSize: q.backupSize })),
+    selected: selected.map((q) => ({
+      name: q.name,
+      backupSize: q.backupSize,
+      volumes: q.domain.volumes.filter((v) => v.saveOnStop).map((v) => `${v.name}.img`),
+    })),
   });
 
   const results = new Map<BackupQubeInfo, QubeResult>(
@@ -191,9 +207,10 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
     ]),
   );
   const finishedQubes = new Set<BackupQubeInfo>();
+  const wanted = wantedFiles(options);
   opened.chunks.lookAhead((base) => {
     const owner = ownerOf(base, opened.qubes);
-    return owner !== undefined && selected.includes(owner);
+    return owner !== undefined && selected.includes(owner) && wanted(fileOf(base, owner));
   }, lookAheadOf(options));
   /** Complete qubes waiting for the whole restore to succeed. */
   const waiting: QubeRun[] = [];
@@ -214,7 +231,7 @@ async function restoreOpened(opened: OpenedBackup, options: RestoreOptions): Pro
           hint: "a member was moved or added",
         });
       }
-      if (!selected.includes(owner)) {
+      if (!selected.includes(owner) || !wanted(fileOf(base, owner))) {
         await opened.chunks.skip(opened.reader, member);
         continue;
       }
@@ -265,6 +282,16 @@ async function discard(waiting: readonly QubeRun[]): Promise<void> {
 }
 
 /** The qube whose backup-path holds file `base`: `vmN/<file>` (one level), or dom0's `dom0-home/<user>`. */
+/** The name of file `base` inside its qube (`private.img`); "" for dom0's home, which is one tree. */
+function fileOf(base: string, owner: BackupQubeInfo): string {
+  return owner.dom0User !== undefined ? "" : base.slice(owner.backupPath.length);
+}
+
+function wantedFiles(options: RestoreOptions): (name: string) => boolean {
+  const only = options.onlyFiles;
+  return only === undefined ? () => true : (name) => name === "" || only.includes(name);
+}
+
 function ownerOf(base: string, qubes: readonly BackupQubeInfo[]): BackupQubeInfo | undefined {
   return qubes.find((q) => {
     if (q.dom0User !== undefined) return base === q.backupPath;
@@ -324,7 +351,7 @@ async function startQube(
   const finalPath = target ? path.join(target.parent, target.name) : info.name;
   const output = await OutputDirectory.create(options.destDir ?? "", finalPath, dryRun);
   const emit = options.onEvent ?? (() => undefined);
-  return { info, result, output, file: undefined, finishedFiles: new Set(), emit };
+  return { info, result, output, file: undefined, finishedFiles: new Set(), emit, wanted: wantedFiles(options) };
 }
 
 async function processChunk(
@@ -463,7 +490,7 @@ async function finishQube(run: QubeRun): Promise<void> {
   const { info, result, output } = run;
   const fileNames = new Set(result.files.map((f) => f.name));
   for (const v of info.domain.volumes) {
-    if (v.saveOnStop && !fileNames.has(`${v.name}.img`)) {
+    if (v.saveOnStop && run.wanted(`${v.name}.img`) && !fileNames.has(`${v.name}.img`)) {
       result.problems.push(
         `volume ${v.name} is listed in qubes.xml but ${info.backupPath}${v.name}.img is not in the backup`,
       );

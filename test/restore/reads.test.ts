@@ -44,6 +44,30 @@ describe("list", () => {
 });
 
 describe("selective restore", () => {
+  it("onlyFiles restores the chosen volume of a qube and skips the others, which are not missing", async () => {
+    const priv = path.join(dir, "two-private.img");
+    const rootImg = path.join(dir, "two-root.img");
+    fs.writeFileSync(priv, prng("private", 2 * MiB));
+    fs.writeFileSync(rootImg, prng("root", 2 * MiB));
+    const backup = path.join(dir, "two.bin");
+    await makeBackup(pass, backup, [`t=${priv}`, `t:root=${rootImg}`]);
+    const opened: string[] = [];
+    const out = path.join(dir, "only-root");
+    const report = await restoreBackup(await openFileSource(backup), {
+      ...options(),
+      onlyFiles: ["root.img"],
+      destDir: out,
+      onEvent: (e) => {
+        if (e.type === "opened") opened.push(...e.selected.flatMap((q) => q.volumes));
+      },
+    });
+    expect(report.ok).toBe(true);
+    expect(opened.sort()).toEqual(["private.img", "root.img"]);
+    expect(report.qubes.find((q) => q.name === "t")!.files.map((f) => f.name)).toEqual(["root.img"]);
+    expect(sha256File(path.join(out, "t/root.img"))).toBe(sha256File(rootImg));
+    expect(fs.existsSync(path.join(out, "t/private.img"))).toBe(false);
+  });
+
   it("never reads or decrypts the chunks of qubes that were not selected", async () => {
     const files = ["a", "b", "c"].map((q) => {
       const f = path.join(dir, `${q}.img`);
