@@ -42,6 +42,17 @@ export { readPassphrase } from "./runtime/passphrase.js";
 export type { PassphraseSource } from "./runtime/passphrase.js";
 export { ALLOWED_FILTER_PROGRAMS, resolveFilterProgram } from "./runtime/filters.js";
 
+export { ExtImage } from "./image/ext-image.js";
+export type { EntryType, ExtEntry } from "./image/ext-image.js";
+export { extractEntry } from "./image/extract.js";
+export type { ExtractCounts } from "./image/extract.js";
+export { detectFilesystem, locateExtFilesystem } from "./image/layout.js";
+export type { FilesystemKind, Located, ReadAt } from "./image/layout.js";
+
+export { parseProfile, renderProfile } from "./config/profile.js";
+export type { LoadedProfile, Profile } from "./config/profile.js";
+export { loadProfile, saveProfile } from "./config/profile-file.js";
+
 export * as names from "./format/names.js";
 export { validatePassphrase } from "./format/passphrase.js";
 
