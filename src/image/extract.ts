@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { isAllZero } from "../codec/tar/index.js";
 import { QbackupError, destinationError, systemErrorCode } from "../errors.js";
 import type { ExtEntry, ExtImage } from "./ext-image.js";
 
@@ -105,7 +106,7 @@ async function writeFile(image: ExtImage, entry: ExtEntry, to: string): Promise<
     let position = 0;
     for await (const piece of image.read(entry)) {
       // holes stay holes: an all-zero piece is skipped, and the size set at the end
-      if (!isZero(piece)) await handle.write(piece, 0, piece.length, position);
+      if (!isAllZero(piece)) await handle.write(piece, 0, piece.length, position);
       position += piece.length;
     }
     await handle.truncate(entry.size);
@@ -116,13 +117,6 @@ async function writeFile(image: ExtImage, entry: ExtEntry, to: string): Promise<
   } finally {
     await handle.close();
   }
-}
-
-function isZero(piece: Buffer): boolean {
-  for (let i = 0; i < piece.length; i += 8) {
-    if (i + 8 <= piece.length ? piece.readBigUInt64LE(i) !== 0n : piece.subarray(i).some((b) => b !== 0)) return false;
-  }
-  return true;
 }
 
 /** temp → final, never replacing: a file by link(2) (which refuses), the rest after a last check. */
