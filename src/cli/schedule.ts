@@ -55,6 +55,7 @@ interface ScheduleFlags {
   print?: boolean;
   enable: boolean;
   prune?: boolean;
+  json?: boolean;
 }
 
 export function defaultProgram(): string[] {
@@ -137,6 +138,7 @@ export function scheduleCommand(overrides: Partial<ScheduleDeps> = {}): Command 
     .option("--cron", "print a crontab line instead of writing systemd units")
     .option("--print", "print the units (or crontab line) and write nothing")
     .option("--no-enable", "write the units but do not run systemctl")
+    .option("--json", "print one JSON summary (the units or the crontab line, and what was done) instead")
     .addHelpText(
       "after",
       `
@@ -187,6 +189,10 @@ async function runSchedule(profile: string, flags: ScheduleFlags, deps: Schedule
 
 function printCron(spec: ScheduleSpec, flags: ScheduleFlags, deps: ScheduleDeps): void {
   const line = crontabLine(spec, deps.random);
+  if (flags.json) {
+    deps.stdout(`${JSON.stringify({ type: "summary", command: "schedule", kind: "cron", line })}\n`);
+    return;
+  }
   if (!flags.cron) {
     deps.stderr(`qbackup: systemd is not running here (no ${SYSTEMD_RUNTIME_DIR}): printing a crontab line instead\n`);
   }
@@ -205,8 +211,16 @@ function installSystemd(spec: ScheduleSpec, flags: ScheduleFlags, deps: Schedule
     [path.join(dir, units.serviceName), units.service],
     [path.join(dir, units.timerName), units.timer],
   ];
+  const summary = (enabled: boolean) => {
+    if (!flags.json) return;
+    const unitList = files.map(([file, text]) => ({ file, text }));
+    deps.stdout(
+      `${JSON.stringify({ type: "summary", command: "schedule", kind: "systemd", units: unitList, written: !flags.print, enabled })}\n`,
+    );
+  };
   if (flags.print) {
-    deps.stdout(files.map(([file, content]) => `# ${file}\n${content}`).join("\n"));
+    if (flags.json) summary(false);
+    else deps.stdout(files.map(([file, content]) => `# ${file}\n${content}`).join("\n"));
     return EXIT_OK;
   }
   try {
@@ -220,6 +234,7 @@ function installSystemd(spec: ScheduleSpec, flags: ScheduleFlags, deps: Schedule
   const howTo = steps.map((args) => `  systemctl --user ${args.join(" ")}\n`).join("");
   if (!flags.enable) {
     deps.stderr(`qbackup: not enabled (--no-enable); to start the timer, run:\n${howTo}`);
+    summary(false);
     return EXIT_OK;
   }
   for (const args of steps) {
@@ -231,6 +246,7 @@ function installSystemd(spec: ScheduleSpec, flags: ScheduleFlags, deps: Schedule
         `qbackup: warning: cannot reach your systemd user manager (${r.missing ? "no systemctl" : said})\n` +
           `qbackup: the units are ${files.map(([file]) => file).join(" and ")}; in a session of yours, run:\n${howTo}`,
       );
+      summary(false);
       return EXIT_OK;
     }
     deps.stderr(`qbackup: error: systemctl --user ${args.join(" ")} failed: ${said}\n`);
@@ -240,5 +256,6 @@ function installSystemd(spec: ScheduleSpec, flags: ScheduleFlags, deps: Schedule
     `qbackup: enabled ${units.timerName}; see \`systemctl --user list-timers ${units.timerName}\`\n` +
       "qbackup: user timers run only while you are logged in, unless: loginctl enable-linger\n",
   );
+  summary(true);
   return EXIT_OK;
 }

@@ -188,6 +188,17 @@ describe("qbackup schedule with systemd", () => {
     expect(v.stderr).not.toMatch(/qbackup-/);
     expect(v.status).toBe(0);
 
+    const printed = await schedule(["nightly", "--every", "daily", "--print", "--json"]);
+    const summary = JSON.parse(printed.stdout) as {
+      kind: string;
+      units: Array<{ file: string; text: string }>;
+      written: boolean;
+    };
+    expect(summary).toMatchObject({ kind: "systemd", written: false });
+    expect(summary.units.map((u) => u.file)).toEqual([service, timer]);
+    expect(summary.units[0]!.text).toBe(fs.readFileSync(service, "utf8").replace(/ExecStart=.*prune.*\n/, ""));
+    const cron = await schedule(["nightly", "--every", "daily", "--cron", "--json"]);
+    expect(JSON.parse(cron.stdout)).toMatchObject({ type: "summary", command: "schedule", kind: "cron" });
     const again = await schedule(["nightly", "--every", "daily", "--prune", "--no-enable"]);
     expect(again.stderr).toContain(`qbackup: unchanged ${service}\n`);
     const changed = await schedule(["nightly", "--every", "weekly", "--no-enable"]);
