@@ -11,13 +11,8 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  BLOCK_SIZE,
-  encodePaxHeader,
-  headerChecksum,
-  splitUstarName,
-  validateOuterMemberName,
-} from "../../src/codec/tar/index.js";
+import { refreshTarChecksum } from "../support/byte-edits.js";
+import { BLOCK_SIZE, encodePaxHeader, splitUstarName, validateOuterMemberName } from "../../src/codec/tar/index.js";
 import { OuterArchiveWriter } from "../../src/create/outer.js";
 import { QbackupError } from "../../src/errors.js";
 import { OuterReader } from "../../src/restore/outer-reader.js";
@@ -35,9 +30,6 @@ const MAX_READ_BYTES = 3000;
 const MAX_EDITS = 4;
 const MAX_READS = 64;
 const MTIME = 1_700_000_000;
-const CHKSUM_DIGITS = 6;
-const F_CHKSUM = 148;
-const F_MAGIC = 257;
 /** What the reader's size limit is in the mutation property (far above any member written here). */
 const GENEROUS_LIMIT = 1024 * 1024;
 /** Printable ASCII without space and '/': what both the writer and the reader accept in a component. */
@@ -313,11 +305,7 @@ function applyEdits(input: Buffer, edits: readonly Edit[]): Buffer {
     if (e.kind === "set") {
       if (at === b.length) continue;
       b[at] = e.byte;
-      const start = at - (at % BLOCK_SIZE);
-      const block = b.subarray(start, start + BLOCK_SIZE);
-      if (e.fixChecksum && block.length === BLOCK_SIZE && block.toString("latin1", F_MAGIC, F_MAGIC + 5) === "ustar") {
-        block.write(`${headerChecksum(block).toString(8).padStart(CHKSUM_DIGITS, "0")}\0 `, F_CHKSUM, "latin1");
-      }
+      if (e.fixChecksum) refreshTarChecksum(b, at);
     } else if (e.kind === "delete") {
       b = Buffer.concat([b.subarray(0, at), b.subarray(at + e.length)]);
     } else {

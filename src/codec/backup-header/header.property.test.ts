@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { applyByteEdits, byteEditArb } from "../../../test/support/byte-edits.js";
 import { QbackupError, isQbackupError } from "../../errors.js";
 import type { BackupHeader, BackupHeaderV4Input, ParseHeaderOptions } from "./index.js";
 import {
@@ -60,29 +61,7 @@ const validInputArb: fc.Arbitrary<BackupHeaderV4Input> = fc.record({
 
 const byteArb = fc.oneof(fc.constantFrom(...INTERESTING_BYTES), fc.integer({ min: 0, max: 255 }));
 
-type Edit =
-  | { kind: "set" | "insert"; at: number; byte: number }
-  | { kind: "delete"; at: number }
-  | { kind: "truncate"; at: number };
-
-const editArb: fc.Arbitrary<Edit> = fc.oneof(
-  fc.record({ kind: fc.constantFrom("set" as const, "insert" as const), at: fc.nat(), byte: byteArb }),
-  fc.record({ kind: fc.constant("delete" as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
-);
-
-function applyEdits(input: Uint8Array, edits: readonly Edit[]): Buffer {
-  let b = Buffer.from(input);
-  for (const e of edits) {
-    const at = e.at % (b.length + 1);
-    if (e.kind === "set" && at < b.length) b[at] = e.byte;
-    else if (e.kind === "set" || e.kind === "insert")
-      b = Buffer.concat([b.subarray(0, at), Buffer.of(e.byte), b.subarray(at)]);
-    else if (e.kind === "delete") b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
-    else b = b.subarray(0, at);
-  }
-  return b;
-}
+const editArb = byteEditArb(INTERESTING_BYTES, 1);
 
 const optionsArb: fc.Arbitrary<ParseHeaderOptions> = fc
   .record({
@@ -168,7 +147,7 @@ describe("backup-header mutations", () => {
     );
     fc.assert(
       fc.property(source, fc.array(editArb, { minLength: 1, maxLength: MAX_EDITS }), optionsArb, (bytes, edits, o) => {
-        parseOrQbackupError(applyEdits(bytes, edits), o);
+        parseOrQbackupError(applyByteEdits(bytes, edits), o);
       }),
       { numRuns: MUTATION_RUNS },
     );

@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { applyByteEdits, byteEditArb } from "../../../test/support/byte-edits.js";
 import { QbackupError } from "../../errors.js";
 import { MAX_HMAC_FILE_BYTES, parseDgstOutput } from "./index.js";
 
@@ -43,29 +44,7 @@ const lineArb: fc.Arbitrary<DgstLine> = fc
     return { text: `${before}${label}(${name})= ${upper ? hex.toUpperCase() : hex}${after}`, digest };
   });
 
-type Edit = { kind: "set" | "insert"; at: number; byte: number } | { kind: "delete" | "truncate"; at: number };
-
-const editArb: fc.Arbitrary<Edit> = fc.oneof(
-  fc.record({
-    kind: fc.constantFrom("set" as const, "insert" as const),
-    at: fc.nat(),
-    byte: fc.oneof(fc.constantFrom(...INTERESTING_BYTES), fc.nat(255)),
-  }),
-  fc.record({ kind: fc.constantFrom("delete" as const, "truncate" as const), at: fc.nat() }),
-);
-
-function applyEdits(input: Buffer, edits: readonly Edit[]): Buffer {
-  let b = Buffer.from(input);
-  for (const e of edits) {
-    const at = e.at % (b.length + 1);
-    if (e.kind === "set" && at < b.length) b[at] = e.byte;
-    else if (e.kind === "set" || e.kind === "insert") {
-      b = Buffer.concat([b.subarray(0, at), Buffer.of(e.byte), b.subarray(at)]);
-    } else if (e.kind === "delete") b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
-    else b = b.subarray(0, at);
-  }
-  return b;
-}
+const editArb = byteEditArb(INTERESTING_BYTES, 1);
 
 /** A digest of at least one byte, or ERR_CHUNK_AUTH. */
 function parseOrAuthError(bytes: Uint8Array): void {
@@ -96,7 +75,7 @@ describe("parseDgstOutput", () => {
   it("edits of valid lines give a digest or ERR_CHUNK_AUTH, nothing else", () => {
     fc.assert(
       fc.property(lineArb, fc.array(editArb, { minLength: 1, maxLength: MAX_EDITS }), (line, edits) => {
-        parseOrAuthError(applyEdits(Buffer.from(line.text, "latin1"), edits));
+        parseOrAuthError(applyByteEdits(Buffer.from(line.text, "latin1"), edits));
       }),
       { numRuns: RANDOM_RUNS },
     );

@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { applyByteEdits, byteEditArb } from "../../../test/support/byte-edits.js";
 import { QbackupError } from "../../errors.js";
 import {
   ADMINVM_LABEL,
@@ -234,35 +235,9 @@ function checkAccepted(doc: ParsedQubesXml): void {
 
 // ---- mutations ----
 
-type Edit =
-  | { kind: "set" | "insert"; at: number; byte: number }
-  | { kind: "delete"; at: number; length: number }
-  | { kind: "truncate"; at: number };
-
 const INTERESTING_BYTES = [0x00, 0x0d, 0x20, 0x22, 0x26, 0x27, 0x2f, 0x3c, 0x3d, 0x3e, 0x21, 0x3f, 0x80, 0xc3, 0xff];
 
-const editArb: fc.Arbitrary<Edit> = fc.oneof(
-  fc.record({
-    kind: fc.constantFrom("set" as const, "insert" as const),
-    at: fc.nat(),
-    byte: fc.oneof(fc.constantFrom(...INTERESTING_BYTES), fc.nat(255)),
-  }),
-  fc.record({ kind: fc.constant("delete" as const), at: fc.nat(), length: fc.integer({ min: 1, max: 20 }) }),
-  fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
-);
-
-function applyEdits(input: Uint8Array, edits: readonly Edit[]): Buffer {
-  let b = Buffer.from(input);
-  for (const e of edits) {
-    const at = e.at % (b.length + 1);
-    if (e.kind === "set" && at < b.length) b[at] = e.byte;
-    else if (e.kind === "set" || e.kind === "insert") {
-      b = Buffer.concat([b.subarray(0, at), Buffer.of(e.byte), b.subarray(at)]);
-    } else if (e.kind === "delete") b = Buffer.concat([b.subarray(0, at), b.subarray(at + e.length)]);
-    else b = b.subarray(0, at);
-  }
-  return b;
-}
+const editArb = byteEditArb(INTERESTING_BYTES, 20);
 
 function parseOrXmlError(bytes: Uint8Array): void {
   let doc: ParsedQubesXml;
@@ -315,7 +290,7 @@ describe("qubes.xml (r4): mutations", () => {
     const source = fc.oneof(fc.constantFrom(...FIXTURES), modelArb().map(buildQubesXml));
     fc.assert(
       fc.property(source, fc.array(editArb, { minLength: 1, maxLength: MAX_EDITS }), (xml, edits) => {
-        parseOrXmlError(applyEdits(xml, edits));
+        parseOrXmlError(applyByteEdits(xml, edits));
       }),
       { numRuns: MUTATION_RUNS },
     );

@@ -11,9 +11,10 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { refreshTarChecksum, writeTarChecksum } from "../../../test/support/byte-edits.js";
 import { QbackupError } from "../../errors.js";
-import { BLOCK_SIZE, MAX_OCTAL_11, MODE_MASK, headerChecksum } from "./header.js";
-import { F_CHKSUM, F_MAGIC, F_TYPEFLAG } from "./layout.js";
+import { BLOCK_SIZE, MAX_OCTAL_11, MODE_MASK } from "./header.js";
+import { F_TYPEFLAG } from "./layout.js";
 import { readInnerTar } from "./reader.js";
 import type { DataPiece, InnerEntry, InnerEntryType } from "./reader.js";
 import { HoleScanner } from "./sparse.js";
@@ -36,7 +37,6 @@ const MAX_COMPONENTS = 4;
 const MAX_CHUNK_BYTES = 5000;
 const MAX_CHUNKS = 400;
 const MAX_EDITS = 4;
-const CHKSUM_DIGITS = 6;
 const TYPEFLAG_HARDLINK = "1";
 const ENTRY_TYPES: ReadonlySet<InnerEntryType> = new Set(["file", "directory", "symlink", "hardlink"]);
 /** Byte values that steer a tar parser: digits, octal, separators, typeflags, base-256 leads. */
@@ -185,7 +185,7 @@ function hardlinkHeader(e: TreeCaseEntry): Buffer {
   const bytes = encodeTreeEntryHeader({ ...e, type: "symlink" });
   const block = bytes.subarray(bytes.length - BLOCK_SIZE);
   block.write(TYPEFLAG_HARDLINK, F_TYPEFLAG, "latin1");
-  block.write(`${headerChecksum(block).toString(8).padStart(CHKSUM_DIGITS, "0")}\0 `, F_CHKSUM, "latin1");
+  writeTarChecksum(block);
   return bytes;
 }
 
@@ -430,15 +430,6 @@ const editArb: fc.Arbitrary<Edit> = fc.oneof(
   fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
 );
 
-/** A header block (by its magic) gets a recomputed checksum, so the edit reaches the field parsers. */
-function fixChecksumAround(b: Buffer, at: number): void {
-  const start = at - (at % BLOCK_SIZE);
-  if (start + BLOCK_SIZE > b.length) return;
-  const block = b.subarray(start, start + BLOCK_SIZE);
-  if (block.toString("latin1", F_MAGIC, F_MAGIC + 5) !== "ustar") return;
-  block.write(`${headerChecksum(block).toString(8).padStart(CHKSUM_DIGITS, "0")}\0 `, F_CHKSUM, "latin1");
-}
-
 function applyEdits(input: Buffer, edits: readonly Edit[]): Buffer {
   let b = Buffer.from(input);
   for (const e of edits) {
@@ -446,7 +437,7 @@ function applyEdits(input: Buffer, edits: readonly Edit[]): Buffer {
     if (e.kind === "set") {
       if (at === b.length) continue;
       b[at] = e.byte;
-      if (e.fixChecksum) fixChecksumAround(b, at);
+      if (e.fixChecksum) refreshTarChecksum(b, at);
     } else if (e.kind === "insert") {
       b = Buffer.concat([b.subarray(0, at), Buffer.alloc(e.length, 0x31), b.subarray(at)]);
     } else if (e.kind === "delete") {
