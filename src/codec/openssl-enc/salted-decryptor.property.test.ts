@@ -8,6 +8,7 @@
 import { createCipheriv, createHash, getCipherInfo } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { cutInPieces } from "../../../test/support/byte-source.js";
 import { QbackupError } from "../../errors.js";
 import { CIPHER_SIZES } from "../backup-header/index.js";
 import { SALTED_MAGIC, SALT_BYTES, SaltedDecryptor } from "./index.js";
@@ -43,21 +44,10 @@ function opensslEnc(cipher: string, pass: Uint8Array, salt: Uint8Array, data: Ui
   return Buffer.concat([SALTED_MAGIC, salt, c.update(data), c.final()]);
 }
 
-function split(data: Buffer, sizes: readonly number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let i = 0;
-  for (let off = 0; off < data.length; i++) {
-    const n = sizes[i % sizes.length] ?? 1;
-    out.push(data.subarray(off, off + n));
-    off += n;
-  }
-  return out;
-}
-
 /** Decrypts `stream` fed in pieces; empty pieces in between must not matter. */
 function decrypt(cipher: string, pass: Uint8Array, stream: Buffer, sizes: readonly number[]): Buffer {
   const d = new SaltedDecryptor(cipher, pass);
-  const parts = split(stream, sizes).flatMap((p) => [d.update(p), d.update(Buffer.alloc(0))]);
+  const parts = cutInPieces(stream, sizes).flatMap((p) => [d.update(p), d.update(Buffer.alloc(0))]);
   parts.push(d.final());
   return Buffer.concat(parts);
 }

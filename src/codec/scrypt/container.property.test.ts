@@ -10,6 +10,7 @@ import * as nodeCrypto from "node:crypto";
 import type { BinaryLike, ScryptOptions } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { cutInPieces } from "../../../test/support/byte-source.js";
 import { QbackupError } from "../../errors.js";
 import type { ErrorCode } from "../../errors.js";
 import {
@@ -114,18 +115,6 @@ const plainArb = fc
 
 const piecesArb = fc.array(fc.integer({ min: 1, max: MAX_PIECE_BYTES }), { minLength: 1, maxLength: 8 });
 
-/** `data` cut into consecutive pieces whose sizes cycle through `sizes`. */
-function split(data: Buffer, sizes: readonly number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let i = 0;
-  for (let off = 0; off < data.length; i++) {
-    const n = sizes[i % sizes.length] ?? 1;
-    out.push(data.subarray(off, off + n));
-    off += n;
-  }
-  return out;
-}
-
 async function codeOf(fn: () => unknown): Promise<ErrorCode | "none" | "not-qbackup"> {
   try {
     await fn();
@@ -143,7 +132,7 @@ function expectInternal(fn: () => unknown): void {
 function streamSeal(plain: Buffer, sizes: readonly number[]): Buffer {
   const sealer = ContainerSealer.fromKeys(keys, PARAMS, SALT);
   const parts = [sealer.header()];
-  split(plain, sizes).forEach((piece, i) => {
+  cutInPieces(plain, sizes).forEach((piece, i) => {
     if (i % 2 === 0) {
       parts.push(sealer.update(piece));
     } else {
@@ -165,7 +154,7 @@ async function streamOpen(unit: Buffer, sizes: readonly number[]): Promise<Buffe
   const body = unit.subarray(CONTAINER_HEADER_SIZE);
   const macAt = Math.max(0, body.length - CONTAINER_MAC_SIZE);
   const ct = body.subarray(0, macAt);
-  const pieces = split(ct, sizes);
+  const pieces = cutInPieces(ct, sizes);
   for (const piece of pieces) opener.authenticate(piece);
   expectInternal(() => opener.decrypt(ct.subarray(0, 1)));
   expectInternal(() => opener.decryptInPlace(Buffer.from(ct.subarray(0, 1))));

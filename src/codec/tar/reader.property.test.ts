@@ -12,6 +12,7 @@ import { createCipheriv, createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { refreshTarChecksum, writeTarChecksum } from "../../../test/support/byte-edits.js";
+import { cutInPieces } from "../../../test/support/byte-source.js";
 import { QbackupError } from "../../errors.js";
 import { BLOCK_SIZE, MAX_OCTAL_11, MODE_MASK } from "./header.js";
 import { F_TYPEFLAG } from "./layout.js";
@@ -216,13 +217,7 @@ function volumeArchive(c: SparseCase): Buffer {
  * MAX_CHUNKS chunks (tiny chunk sizes apply in full to small archives only; keeps runs fast).
  */
 async function* chunked(bytes: Buffer, sizes: readonly number[]): AsyncGenerator<Uint8Array> {
-  const floor = Math.ceil(bytes.length / MAX_CHUNKS);
-  let i = 0;
-  for (let off = 0; off < bytes.length; i++) {
-    const n = Math.max(sizes[i % sizes.length] ?? 1, floor);
-    yield bytes.subarray(off, off + n);
-    off += n;
-  }
+  yield* cutInPieces(bytes, sizes, Math.ceil(bytes.length / MAX_CHUNKS));
 }
 
 const chunkSizesArb = fc.array(fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: MAX_CHUNK_BYTES })), {
