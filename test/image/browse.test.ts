@@ -12,80 +12,30 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hasOpen, makeBackup, passphraseFile, runQbackup, tempDir } from "../support/cli.js";
+import { allocatedBytes, makeSparseImage, makeTree, snapshotTree } from "../support/sources.js";
 
 const MIB = 1024 * 1024;
-/** Whole seconds: ext4 as mke2fs -d writes it keeps no sub-second times. */
-const T_FILE = new Date("2024-02-03T04:05:06Z");
-const T_DIR = new Date("2023-07-08T09:10:11Z");
+/** What makeTree gives every entry (whole seconds: ext4 as mke2fs -d writes it keeps no fractions). */
+const TREE_MTIME = new Date("2024-01-02T03:04:05Z");
 
 let root: string;
 let pass: string;
 
-interface Expected {
-  kind: "file" | "directory" | "symlink";
-  mode: number;
-  size: number;
-  mtime: string;
-  target?: string;
-}
-
-/** Builds the tree every test looks for, under `src/home/user`; returns what each path must show. */
-function buildTree(src: string): Map<string, Expected> {
+/**
+ * A home directory for the image, under `src/home/user`: the shared test tree (nested
+ * directories, modes, unicode and long names, links) plus a large sparse file and a link out.
+ */
+function buildHome(src: string): string {
   const home = path.join(src, "home", "user");
-  const files: Array<[string, Buffer | string, number]> = [
-    ["Documents/thesis.odt", randomBytes(300_000), 0o640],
-    ["Documents/deep/er/still/notes.txt", "deep\n", 0o600],
-    ["Documents/ünïcödé — файл 日本.txt", "unicode name\n", 0o644],
-    ["bin/run.sh", "#!/bin/sh\necho hi\n", 0o755],
-    [".bashrc", "export X=1\n", 0o644],
-  ];
-  for (const [rel, data, mode] of files) {
-    const p = path.join(home, rel);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    fs.writeFileSync(p, data);
-    fs.chmodSync(p, mode);
-  }
-  // a large sparse file: 200 MiB apparent, 2 MiB of data in the middle
-  const sparse = path.join(home, "vm.qcow2");
-  const fd = fs.openSync(sparse, "w");
-  fs.writeSync(fd, Buffer.alloc(2 * MIB, 0x5a), 0, 2 * MIB, 100 * MIB);
-  fs.ftruncateSync(fd, 200 * MIB);
-  fs.closeSync(fd);
-  fs.mkdirSync(path.join(home, "empty"));
-  fs.symlinkSync("Documents/thesis.odt", path.join(home, "latest"));
+  fs.mkdirSync(home, { recursive: true });
+  makeTree(home);
+  makeSparseImage(path.join(home, "vm.qcow2"), 200 * MIB, [{ label: "vm", offset: 100 * MIB, length: 2 * MIB }]);
   fs.symlinkSync("/etc/passwd", path.join(home, "outside"));
-  fs.chmodSync(path.join(home, "bin"), 0o750);
-
-  const expected = new Map<string, Expected>();
-  const walk = (dir: string, rel: string) => {
-    for (const name of fs.readdirSync(dir)) {
-      const p = path.join(dir, name);
-      const r = rel === "" ? name : `${rel}/${name}`;
-      const st = fs.lstatSync(p);
-      if (st.isDirectory()) walk(p, r);
-      if (st.isSymbolicLink()) {
-        fs.lutimesSync(p, T_FILE, T_FILE);
-        expected.set(r, {
-          kind: "symlink",
-          mode: 0o777,
-          size: fs.readlinkSync(p).length,
-          mtime: T_FILE.toISOString(),
-          target: fs.readlinkSync(p),
-        });
-      } else {
-        const t = st.isDirectory() ? T_DIR : T_FILE;
-        fs.utimesSync(p, t, t);
-        expected.set(r, {
-          kind: st.isDirectory() ? "directory" : "file",
-          mode: st.mode & 0o7777,
-          size: st.isDirectory() ? -1 : st.size,
-          mtime: t.toISOString(),
-        });
-      }
-    }
-  };
-  walk(home, "");
-  return expected;
+  fs.utimesSync(path.join(home, "vm.qcow2"), TREE_MTIME, TREE_MTIME);
+  for (const link of ["outside", "Documents/dangling-link"])
+    fs.lutimesSync(path.join(home, link), TREE_MTIME, TREE_MTIME);
+  fs.utimesSync(home, TREE_MTIME, TREE_MTIME);
+  return home;
 }
 
 /** An ext4 image of `src` made by the real mke2fs; `sizeMiB` apparent, sparse. */
@@ -104,13 +54,13 @@ function jsonLines(out: Buffer): Array<Record<string, unknown>> {
 }
 
 let backup: string;
-let expected: Map<string, Expected>;
+let home: string;
 
 beforeAll(async () => {
   root = tempDir("qb-browse-");
   pass = passphraseFile(root);
   const src = path.join(root, "src");
-  expected = buildTree(src);
+  home = buildHome(src);
   const image = path.join(root, "private.img");
   mkfs(src, image, 512);
   backup = path.join(root, "backup.bin");
@@ -123,18 +73,21 @@ describe("qbackup ls", () => {
     const r = await runQbackup(["ls", "-R", "--json", "-p", pass, backup, "work:/home/user"]);
     expect(r.status, r.stderr).toBe(0);
     const lines = jsonLines(r.stdout);
-    expect(lines.at(-1)).toMatchObject({ type: "summary", command: "ls", entries: expected.size });
+    const expected = snapshotTree(home);
+    delete expected[""]; // the listed directory itself is not an entry
+    expect(lines.at(-1)).toMatchObject({ type: "summary", command: "ls", entries: Object.keys(expected).length });
     const seen = new Map(
       lines.filter((l) => l["type"] === "entry").map((l) => [String(l["path"]).replace(/^home\/user\//, ""), l]),
     );
-    expect([...seen.keys()].sort()).toEqual([...expected.keys()].sort());
-    for (const [rel, want] of expected) {
+    expect([...seen.keys()].sort()).toEqual(Object.keys(expected).sort());
+    const KIND = { file: "file", dir: "directory", symlink: "symlink" } as const;
+    for (const [rel, want] of Object.entries(expected)) {
       const got = seen.get(rel)!;
-      expect(got["kind"], rel).toBe(want.kind);
-      expect(got["mtime"], rel).toBe(want.mtime);
-      if (want.kind !== "symlink") expect(Number.parseInt(String(got["mode"]), 8), rel).toBe(want.mode);
-      if (want.kind === "file") expect(got["size"], rel).toBe(want.size);
-      if (want.kind === "symlink") expect(got["target"], rel).toBe(want.target);
+      expect(got["kind"], rel).toBe(KIND[want.type]);
+      expect(got["mtime"], rel).toBe(new Date(want.mtime * 1000).toISOString());
+      if (want.type !== "symlink") expect(Number.parseInt(String(got["mode"]), 8), rel).toBe(want.mode);
+      if (want.type === "file") expect(got["size"], rel).toBe(fs.statSync(path.join(home, rel)).size);
+      if (want.type === "symlink") expect(got["target"], rel).toBe(want.target);
     }
   });
 
@@ -143,16 +96,20 @@ describe("qbackup ls", () => {
     expect(r.status, r.stderr).toBe(0);
     // mke2fs -d keeps the owners of the source files: ours
     const ids = `${String(process.getuid!()).padStart(5)} ${String(process.getgid!()).padStart(5)}`;
+    const long = `${"long-name-".repeat(12)}.bin`;
     expect(r.stdout.toString()).toBe(
       [
-        `drwxr-xr-x ${ids}         4096  2023-07-08 09:10  home/user/Documents/deep`,
-        `-rw-r----- ${ids}       300000  2024-02-03 04:05  home/user/Documents/thesis.odt`,
-        `-rw-r--r-- ${ids}           13  2024-02-03 04:05  home/user/Documents/ünïcödé — файл 日本.txt`,
+        `lrwxrwxrwx ${ids}           17  2024-01-02 03:04  home/user/Documents/dangling-link -> ../missing-target`,
+        `-rw-r----- ${ids}        70000  2024-01-02 03:04  home/user/Documents/${long}`,
+        `-rw-r--r-- ${ids}           13  2024-01-02 03:04  home/user/Documents/report-ümlaut-日本.txt`,
+        `-rw------- ${ids}           25  2024-01-02 03:04  home/user/Documents/todo.txt`,
         "",
       ].join("\n"),
     );
-    const one = await runQbackup(["ls", "-p", pass, backup, "work:home/user/latest"]);
-    expect(one.stdout.toString()).toMatch(/^lrwxrwxrwx .* home\/user\/latest -> Documents\/thesis\.odt\n$/);
+    const dir = await runQbackup(["ls", "-p", pass, backup, "work:home/user/.config"]);
+    expect(dir.stdout.toString()).toBe(`drwxr-xr-x ${ids}         4096  2024-01-02 03:04  home/user/.config/app\n`);
+    const one = await runQbackup(["ls", "-p", pass, backup, "work:home/user/todo-link"]);
+    expect(one.stdout.toString()).toMatch(/^lrwxrwxrwx .* home\/user\/todo-link -> Documents\/todo\.txt\n$/);
   });
 
   it("a path that is not there, a qube that is not there, a volume that is not there: one clear line each", async () => {
@@ -180,21 +137,9 @@ describe("qbackup extract", () => {
     const out = fs.mkdtempSync(path.join(root, "out-"));
     const r = await runQbackup(["extract", "-p", pass, backup, "work:home/user", "-C", out]);
     expect(r.status, r.stderr).toBe(0);
-    const src = path.join(root, "src", "home", "user");
     const got = path.join(out, "user");
-    for (const [rel, want] of expected) {
-      const st = fs.lstatSync(path.join(got, rel));
-      expect(st.mtime.toISOString(), rel).toBe(want.mtime);
-      if (want.kind === "symlink") {
-        expect(fs.readlinkSync(path.join(got, rel)), rel).toBe(want.target);
-        continue;
-      }
-      expect(st.mode & 0o7777, rel).toBe(want.mode);
-      if (want.kind === "file") {
-        expect(fs.readFileSync(path.join(got, rel)).equals(fs.readFileSync(path.join(src, rel))), rel).toBe(true);
-      }
-    }
-    expect(fs.statSync(path.join(got, "vm.qcow2")).blocks * 512).toBeLessThan(8 * MIB);
+    expect(snapshotTree(got)).toEqual(snapshotTree(home));
+    expect(allocatedBytes(path.join(got, "vm.qcow2"))).toBeLessThan(8 * MIB);
     expect(fs.readdirSync(out)).toEqual(["user"]); // no temporary names left
 
     const again = await runQbackup([
@@ -316,7 +261,7 @@ describe("temporary disk", () => {
     fs.writeFileSync(path.join(src, "home", "user", "small.txt"), "small\n");
     const image = path.join(root, "big.img");
     mkfs(src, image, 1024);
-    const allocated = fs.statSync(image).blocks * 512;
+    const allocated = allocatedBytes(image);
     const file = path.join(root, "big.bin");
     await makeBackup(pass, file, [`work=${image}`]);
 
