@@ -19,6 +19,7 @@ import {
   parseReply,
   parseRequest,
   parseTrailer,
+  planPrune,
 } from "./protocol.js";
 import type { ChunkPuller } from "./protocol.js";
 
@@ -218,5 +219,31 @@ describe("ProtocolReader", () => {
     await expect(reader(chunks([Buffer.from([0xc3, 0xa9, 0x0a])])).readLine()).rejects.toThrow(/printable/);
     await expect(reader(chunks(["no newline"])).readLine()).rejects.toThrow(/middle of a line/);
     await expect(reader(chunks([])).requireLine("the reply")).rejects.toThrow(/ended before the reply/);
+  });
+});
+
+describe("planPrune", () => {
+  const day = 86_400_000;
+  const now = 100 * day;
+  const entries = [10, 20, 30, 40, 50, 95, 99].map((d) => ({ name: `b${d}`, mtimeMs: d * day }));
+
+  it("keep-last keeps the N newest", () => {
+    expect(planPrune(entries, { keepLast: 2 }, now)).toEqual(["b10", "b20", "b30", "b40", "b50"]);
+    expect(planPrune(entries, { keepLast: 0 }, now)).toHaveLength(7);
+  });
+
+  it("keep-within keeps everything young enough, however many there are", () => {
+    expect(planPrune(entries, { keepWithinMs: 60 * day }, now)).toEqual(["b10", "b20", "b30"]);
+    const flood = Array.from({ length: 50 }, (_, i) => ({ name: `junk${i}`, mtimeMs: now - i * 1000 }));
+    expect(planPrune([...entries, ...flood], { keepWithinMs: 60 * day }, now)).toEqual(["b10", "b20", "b30"]);
+    // the same flood pushes every good backup out of a keep-last window
+    expect(planPrune([...entries, ...flood], { keepLast: 10 }, now)).toEqual(
+      expect.arrayContaining(entries.map((e) => e.name)),
+    );
+  });
+
+  it("both rules together keep the union; files from the future are kept", () => {
+    expect(planPrune(entries, { keepWithinMs: 10 * day, keepLast: 4 }, now)).toEqual(["b10", "b20", "b30"]);
+    expect(planPrune([{ name: "f", mtimeMs: now + day }], { keepWithinMs: day }, now)).toEqual([]);
   });
 });

@@ -121,6 +121,26 @@ export function parseDuration(text: string): number | undefined {
   return n * DURATION_UNITS_MS[m[2]!]!;
 }
 
+/**
+ * The names a prune deletes: everything not kept by either rule. `keepLast` keeps the N newest by
+ * mtime (ties: the later name); `keepWithinMs` keeps every file at most that old (and any from the
+ * future, clock skew being no reason to delete).
+ */
+export function planPrune(
+  entries: ReadonlyArray<{ name: string; mtimeMs: number }>,
+  policy: PrunePolicy,
+  nowMs: number,
+): string[] {
+  const newestFirst = [...entries].sort((a, b) => b.mtimeMs - a.mtimeMs || (a.name < b.name ? 1 : -1));
+  const doomed: string[] = [];
+  newestFirst.forEach((e, i) => {
+    const keptByCount = policy.keepLast !== undefined && i < policy.keepLast;
+    const keptByAge = policy.keepWithinMs !== undefined && nowMs - e.mtimeMs <= policy.keepWithinMs;
+    if (!keptByCount && !keptByAge) doomed.push(e.name);
+  });
+  return doomed.sort();
+}
+
 /** `--keep-within 30d --keep-last 5` (either or both, each once) → a policy. */
 export function parsePruneSpec(words: readonly string[]): Parsed<PrunePolicy> {
   const policy: PrunePolicy = {};

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { END_FRAME, GREETING, ProtocolReader, formatTrailer, frameHeader, pullerFrom } from "./protocol.js";
-import { planPrune, serveAgent } from "./server.js";
+import { serveAgent } from "./server.js";
 import type { AgentServerOptions } from "./server.js";
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -296,31 +296,5 @@ describe("serveAgent", () => {
     const c = connect({ root: path.join(base, "missing"), appendOnly: true });
     await expect(c.done).rejects.toMatchObject({ code: "ERR_USAGE" });
     expect(await c.reader.readLine()).toBe("error ERR_IO the storage root is not available");
-  });
-});
-
-describe("planPrune", () => {
-  const day = 86_400_000;
-  const now = 100 * day;
-  const entries = [10, 20, 30, 40, 50, 95, 99].map((d) => ({ name: `b${d}`, mtimeMs: d * day }));
-
-  it("keep-last keeps the N newest", () => {
-    expect(planPrune(entries, { keepLast: 2 }, now)).toEqual(["b10", "b20", "b30", "b40", "b50"]);
-    expect(planPrune(entries, { keepLast: 0 }, now)).toHaveLength(7);
-  });
-
-  it("keep-within keeps everything young enough, however many there are", () => {
-    expect(planPrune(entries, { keepWithinMs: 60 * day }, now)).toEqual(["b10", "b20", "b30"]);
-    const flood = Array.from({ length: 50 }, (_, i) => ({ name: `junk${i}`, mtimeMs: now - i * 1000 }));
-    expect(planPrune([...entries, ...flood], { keepWithinMs: 60 * day }, now)).toEqual(["b10", "b20", "b30"]);
-    // the same flood pushes every good backup out of a keep-last window
-    expect(planPrune([...entries, ...flood], { keepLast: 10 }, now)).toEqual(
-      expect.arrayContaining(entries.map((e) => e.name)),
-    );
-  });
-
-  it("both rules together keep the union; files from the future are kept", () => {
-    expect(planPrune(entries, { keepWithinMs: 10 * day, keepLast: 4 }, now)).toEqual(["b10", "b20", "b30"]);
-    expect(planPrune([{ name: "f", mtimeMs: now + day }], { keepWithinMs: day }, now)).toEqual([]);
   });
 });

@@ -36,6 +36,7 @@ import {
   okLine,
   parseRequest,
   parseTrailer,
+  planPrune,
   pullerFrom,
 } from "./protocol.js";
 import type { AgentRequest, ListEntry, PrunePolicy, WireErrorCode } from "./protocol.js";
@@ -366,26 +367,6 @@ class Session {
     await syncDirectory(this.root);
     await this.out.send(okLine(deleted.length) + deleted.map((n) => `${n}\n`).join(""));
   }
-}
-
-/**
- * The names a prune deletes: everything not kept by either rule. `keepLast` keeps the N newest by
- * mtime (ties: the later name); `keepWithinMs` keeps every file at most that old (and any from the
- * future, clock skew being no reason to delete).
- */
-export function planPrune(
-  entries: ReadonlyArray<{ name: string; mtimeMs: number }>,
-  policy: PrunePolicy,
-  nowMs: number,
-): string[] {
-  const newestFirst = [...entries].sort((a, b) => b.mtimeMs - a.mtimeMs || (a.name < b.name ? 1 : -1));
-  const doomed: string[] = [];
-  newestFirst.forEach((e, i) => {
-    const keptByCount = policy.keepLast !== undefined && i < policy.keepLast;
-    const keptByAge = policy.keepWithinMs !== undefined && nowMs - e.mtimeMs <= policy.keepWithinMs;
-    if (!keptByCount && !keptByAge) doomed.push(e.name);
-  });
-  return doomed.sort();
 }
 
 function storageCode(err: unknown): WireErrorCode {

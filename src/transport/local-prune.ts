@@ -5,8 +5,8 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { planPrune } from "../agent/protocol.js";
 import type { PrunePolicy } from "../agent/protocol.js";
-import { planPrune } from "../agent/server.js";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { RECOVERY_SHEET_SUFFIX } from "../format/recovery-sheet.js";
 
