@@ -8,6 +8,7 @@ import { agentList } from "../agent/client.js";
 import { RECOVERY_SHEET_SUFFIX } from "../format/recovery-sheet.js";
 import { listBackup } from "../restore/index.js";
 import { AGENT_REMOTE_COMMAND, parseRemote, sshArgv } from "../transport/remote.js";
+import type { SshTarget } from "../transport/remote.js";
 import type { BackupListing } from "../restore/index.js";
 import { EXIT_OK } from "./exit.js";
 import { addReadOptions, openOptionsFrom, openSource } from "./read-options.js";
@@ -36,8 +37,9 @@ Examples:
   );
   return cmd.action(async (backup: string | undefined, flags: ReadFlags & OutputFlags) => {
     const reporter = new Reporter(flags);
-    if (backup !== undefined && isAgentRoot(backup)) {
-      await listAgent(backup, flags, reporter);
+    const agent = backup === undefined ? undefined : agentRoot(backup);
+    if (agent !== undefined) {
+      await listAgent(backup!, agent, flags, reporter);
       process.exitCode = EXIT_OK;
       return;
     }
@@ -53,18 +55,17 @@ Examples:
   });
 }
 
-function isAgentRoot(text: string): boolean {
-  if (!text.startsWith("ssh+agent://")) return false;
+/** The agent `ssh+agent://HOST/` names (no backup name), or undefined for anything else. */
+function agentRoot(text: string): SshTarget | undefined {
+  if (!text.startsWith("ssh+agent://")) return undefined;
   const spec = parseRemote(text);
-  return spec.kind === "agent" && spec.name === "";
+  return spec.kind === "agent" && spec.name === "" ? spec.target : undefined;
 }
 
 /** The agent's backups (newest last), each with whether its restore instructions are beside it. */
-async function listAgent(url: string, flags: ReadFlags, reporter: Reporter): Promise<void> {
-  const spec = parseRemote(url);
-  if (spec.kind !== "agent") return;
+async function listAgent(url: string, target: SshTarget, flags: ReadFlags, reporter: Reporter): Promise<void> {
   const entries = await agentList(
-    sshArgv(spec.target, AGENT_REMOTE_COMMAND, remoteOptionsFrom(flags).ssh),
+    sshArgv(target, AGENT_REMOTE_COMMAND, remoteOptionsFrom(flags).ssh),
     stallMsFrom(flags),
   );
   const names = new Set(entries.map((e) => e.name));

@@ -3,7 +3,7 @@
  * events for scripts, or nothing (-q). All of them read the same ProgressTracker snapshots.
  */
 import { formatBytes } from "../runtime/units.js";
-import { formatDuration, fraction } from "./progress.js";
+import { durationOf, formatDuration, fraction } from "./progress.js";
 import type { ItemProgress, ProgressSnapshot } from "./progress.js";
 
 export interface ProgressView {
@@ -69,7 +69,7 @@ export class TerminalView implements ProgressView {
   }
 
   itemDone(item: ItemProgress, detail: string): void {
-    const seconds = ((item.endedMs ?? 0) - (item.startedMs ?? 0)) / 1000;
+    const seconds = durationOf(item);
     this.message(
       `${item.name.padEnd(this.nameWidth)} done: ${formatBytes(item.done)} ${this.verb} in ${formatDuration(seconds)}` +
         (detail ? `, ${detail}` : ""),
@@ -126,7 +126,7 @@ export class PlainView implements ProgressView {
   }
 
   itemDone(item: ItemProgress, detail: string): void {
-    const seconds = ((item.endedMs ?? 0) - (item.startedMs ?? 0)) / 1000;
+    const seconds = durationOf(item);
     this.stream.write(
       `qbackup: ${item.name} done: ${formatBytes(item.done)} ${this.verb} in ${formatDuration(seconds)}${detail ? `, ${detail}` : ""}\n`,
     );
@@ -172,7 +172,7 @@ export class JsonView implements ProgressView {
   }
 
   itemDone(item: ItemProgress): void {
-    const seconds = ((item.endedMs ?? 0) - (item.startedMs ?? 0)) / 1000;
+    const seconds = durationOf(item);
     this.emit({ type: "qube-done", qube: item.name, bytes: item.done, seconds: Math.round(seconds * 10) / 10 });
   }
 

@@ -106,6 +106,11 @@ export class ProgressTracker {
   }
 }
 
+/** Seconds a finished item took. */
+export function durationOf(item: ItemProgress): number {
+  return ((item.endedMs ?? 0) - (item.startedMs ?? 0)) / 1000;
+}
+
 /** `0:42`, `12:05`, `3:02:10`. */
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
