@@ -8,7 +8,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { QbackupError, systemErrorCode } from "../errors.js";
-import { MAX_PROFILE_BYTES, oneLine, parseProfile, profileError, renderProfile } from "./profile.js";
+import { MAX_PROFILE_BYTES, oneLine, profileError } from "./profile-errors.js";
 import type { LoadedProfile, Profile } from "./profile.js";
 import { profileNameOf, profilePath } from "./profile-path.js";
 
@@ -16,6 +16,13 @@ const PROFILE_MODE = 0o600;
 const PROFILE_DIR_MODE = 0o700;
 const GROUP_OTHER_BITS = 0o077;
 const TEMP_RANDOM_BYTES = 6;
+
+/**
+ * The parser needs yaml and zod: ~7 MB of heap and ~0.2 s to load, which every command would
+ * otherwise pay (and every garbage collection of a long backup would mark). Loaded only when a
+ * profile is read or written.
+ */
+const profileCodec = () => import("./profile.js");
 
 function octalMode(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
@@ -66,6 +73,7 @@ export async function loadProfile(nameOrPath: string, env: NodeJS.ProcessEnv = p
   }
 
   const home = env["HOME"] !== undefined && path.isAbsolute(env["HOME"]) ? env["HOME"] : os.homedir();
+  const { parseProfile } = await profileCodec();
   const profile = parseProfile(text, file, { home });
   if (profile.passphrase !== undefined) {
     if (symlink) {
@@ -92,6 +100,7 @@ export async function saveProfile(
   opts: { overwrite?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<string> {
   const file = profilePath(nameOrPath, opts.env);
+  const { parseProfile, renderProfile } = await profileCodec();
   const text = renderProfile(profile);
   parseProfile(text, file); // never write a profile that would not load
   const dir = path.dirname(file);

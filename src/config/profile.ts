@@ -14,14 +14,15 @@ import { parseSize } from "../runtime/units.js";
 import { qubeNameProblem } from "../codec/qubes-xml/index.js";
 import { parseSourceSpec } from "../create/index.js";
 import type { SourceSpec } from "../create/index.js";
-import { QbackupError } from "../errors.js";
+import type { QbackupError } from "../errors.js";
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "../format/names.js";
 import { validatePassphrase } from "../format/passphrase.js";
 import { ALLOWED_FILTER_PROGRAMS } from "../runtime/filters.js";
 import { isRemoteSpec, parseRemote } from "../transport/remote.js";
+import { MAX_PROFILE_BYTES, oneLine, profileError } from "./profile-errors.js";
 
-/** A profile is a screenful of settings; anything larger is a mistake (or an attack on the parser). */
-export const MAX_PROFILE_BYTES = 64 * 1024;
+export { MAX_PROFILE_BYTES, oneLine, profileError } from "./profile-errors.js";
+
 /** A valid profile nests three levels (mapping, sources list, source mapping); deep nesting only costs stack. */
 export const MAX_PROFILE_NESTING = 16;
 /** Unknown keys within this edit distance of a known one get a "did you mean" hint. */
@@ -117,14 +118,6 @@ const COMPRESSIONS: readonly ProfileCompression[] = ["none", ...ALLOWED_FILTER_P
 // ---------------------------------------------------------------------------------------------
 // messages
 
-/** Control characters would break the one-line message. */
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-export function oneLine(text: string): string {
-  return text.replace(CONTROL, "?");
-}
-
 function describeValue(value: unknown): string {
   if (value === undefined || value === null) return "nothing";
   if (typeof value === "string") {
@@ -144,10 +137,6 @@ function rule(text: string, secret = false, missing = "missing"): (issue: { inpu
     if (secret) return typeof issue.input === "string" ? text : `${text} (put it in quotes)`;
     return `${text}, got ${describeValue(issue.input)}`;
   };
-}
-
-export function profileError(message: string): QbackupError {
-  return new QbackupError("ERR_PROFILE", oneLine(message));
 }
 
 function editDistance(a: string, b: string): number {
