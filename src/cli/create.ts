@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { existsSync, realpathSync } from "node:fs";
 import { DEFAULT_GZIP_LEVEL, createBackup, parseSourceSpec, planBackup, sourceHolding } from "../create/index.js";
-import type { BackupPlan, Compression, CreateEvent, CreateResult } from "../create/index.js";
+import type { BackupPlan, Compression, CreateEvent, CreateResult, PlannedFile } from "../create/index.js";
 import { loadProfile } from "../config/profile-file.js";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { RECOVERY_SHEET_SUFFIX, recoverySheet } from "../format/recovery-sheet.js";
@@ -292,13 +292,14 @@ function selectedSources(sourceArgs: readonly string[], exclude: readonly string
   return kept;
 }
 
-/** One progress item per qube; its work is what create reads: a volume is scanned for holes, then its data read. */
+/**
+ * One progress item per qube; its work is what create reads: its data, and all of a volume whose
+ * holes are found by reading it.
+ */
 function progressItems(plan: BackupPlan): Array<{ name: string; total: number }> {
   const qubes = plan.dom0 ? [...plan.qubes, plan.dom0] : plan.qubes;
-  return qubes.map((q) => ({
-    name: q.name,
-    total: q.files.reduce((n, f) => n + (f.kind === "volume" ? f.realSize + f.estimate : f.estimate), 0),
-  }));
+  const scanned = (f: PlannedFile) => (f.kind === "volume" && f.holeSearch === "read" ? f.realSize : 0);
+  return qubes.map((q) => ({ name: q.name, total: q.files.reduce((n, f) => n + scanned(f) + f.estimate, 0) }));
 }
 
 function createEventHandler(plan: BackupPlan, progress: Progress, reporter: Reporter): (e: CreateEvent) => void {

@@ -68,6 +68,17 @@ describe("planBackup", () => {
     await expect(planBackup(specs)).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
   });
 
+  it("asks the filesystem for the holes of sparse files only; fully allocated ones are read for zero blocks", async () => {
+    fs.writeFileSync(p("sparse.img"), "");
+    fs.truncateSync(p("sparse.img"), 64 * 1024 * 1024);
+    fs.writeFileSync(p("full.img"), Buffer.alloc(64 * 1024, 1));
+    const plan = await planBackup([`a=${p("sparse.img")}`, `b=${p("full.img")}`].map(parseSourceSpec));
+    expect(plan.qubes.map((q) => q.files[0])).toMatchObject([
+      { kind: "volume", holeSearch: "filesystem", realSize: 64 * 1024 * 1024, estimate: 0 },
+      { kind: "volume", holeSearch: "read", realSize: 64 * 1024 },
+    ]);
+  });
+
   it("rejects sources that are not files, block devices or directories", async () => {
     await expect(planBackup([parseSourceSpec("work=/dev/null")])).rejects.toMatchObject({ code: "ERR_INPUT" });
   });

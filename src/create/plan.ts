@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { validateQubeName } from "../codec/qubes-xml/index.js";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { dom0HomeBase, qubeBackupPath } from "../format/names.js";
+import { canSeekData } from "../runtime/seek-data.js";
 import { blockDeviceSize } from "./sources/block-device.js";
 import { estimateTree } from "./sources/tree.js";
 
@@ -25,6 +26,11 @@ export interface PlannedVolume {
   path: string;
   realSize: number;
   isBlockDevice: boolean;
+  /**
+   * How its holes are found: asked of the filesystem (a sparse file where SEEK_DATA works), or by
+   * reading all of it for zero blocks (block devices, fully allocated files, other systems).
+   */
+  holeSearch: "filesystem" | "read";
   /** Allocated bytes (block devices: their size): what the summary shows. */
   estimate: number;
 }
@@ -153,6 +159,7 @@ async function planFile(
   const fileBase = `${qube.backupPath}${volume}.img`;
   if (st.isFile()) {
     const allocated = Number(st.blocks) * 512;
+    const sparse = allocated < Number(st.size);
     return {
       kind: "volume",
       fileBase,
@@ -160,12 +167,22 @@ async function planFile(
       path: spec.path,
       realSize: Number(st.size),
       isBlockDevice: false,
+      holeSearch: sparse && (await canSeekData(spec.path).catch(() => false)) ? "filesystem" : "read",
       estimate: Math.min(allocated, Number(st.size)),
     };
   }
   if (st.isBlockDevice()) {
     const size = await blockDeviceSize(spec.path, Number(st.rdev));
-    return { kind: "volume", fileBase, volume, path: spec.path, realSize: size, isBlockDevice: true, estimate: size };
+    return {
+      kind: "volume",
+      fileBase,
+      volume,
+      path: spec.path,
+      realSize: size,
+      isBlockDevice: true,
+      holeSearch: "read",
+      estimate: size,
+    };
   }
   throw new QbackupError("ERR_INPUT", `source ${spec.path} is not a regular file, block device or directory`);
 }

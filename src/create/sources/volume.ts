@@ -1,12 +1,15 @@
 /**
  * A volume (regular file or block device) as an inner archive: pax + GNU sparse 1.0, the form
- * Qubes' own tar writer produces (spec §4.3 b). The sparse map precedes the data, so the source
- * is read twice: first to find the holes (zero blocks), then to read the data regions.
+ * Qubes' own tar writer produces (spec §4.3 b). The sparse map precedes the data, so the holes
+ * are found first: asked of the filesystem where it can tell (SEEK_DATA, as GNU tar does; then
+ * zeros inside allocated data stay data), else by reading the whole source for zero blocks, in
+ * which case it is read twice.
  */
 import * as fs from "node:fs/promises";
 import { HoleScanner, volumeArchiveHeader, volumeArchiveTrailer } from "../../codec/tar/index.js";
 import type { Region } from "../../codec/tar/index.js";
 import { QbackupError } from "../../errors.js";
+import { seekDataRegions } from "../../runtime/seek-data.js";
 import { sourceError } from "../plan.js";
 import type { PlannedVolume } from "../plan.js";
 
@@ -30,7 +33,10 @@ export async function* volumeArchive(volume: PlannedVolume, progress: SourceProg
     const spec = {
       name: volume.fileBase,
       realSize: volume.realSize,
-      regions: await findDataRegions(handle, volume, progress),
+      regions:
+        (volume.holeSearch === "filesystem"
+          ? seekDataRegions(handle.fd, volume.realSize, HOLE_GRANULARITY)
+          : undefined) ?? (await findDataRegions(handle, volume, progress)),
       mode: volume.isBlockDevice ? 0o644 : st.mode & 0o7777,
       mtime: Math.floor(st.mtimeMs / 1000),
     };
