@@ -23,6 +23,8 @@ const READ_SIZE = 1024 * 1024;
 const SMALL_FILE = 256 * 1024;
 /** Per entry, for the summary's estimate: a header block and, often, a pax header. */
 const ENTRY_OVERHEAD_ESTIMATE = 1024;
+/** Zeros for the padding after a file's content (read-only: consumers copy what they are given). */
+const ZERO_PADDING = Buffer.alloc(512);
 
 export interface TreeProgress extends SourceProgress {
   warning(message: string): void;
@@ -89,10 +91,15 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
       yield encodeTreeEntryHeader({ ...base, type: "symlink", size: 0, linkname });
     } else if (stats.isFile()) {
       const entry: TreeEntry = { ...base, type: "file", size: stats.size };
-      yield encodeTreeEntryHeader(entry);
-      yield* fileContent(visit.fsPath, stats.size, progress);
-      const pad = paddingFor(stats.size);
-      if (pad > 0) yield Buffer.alloc(pad);
+      const header = encodeTreeEntryHeader(entry);
+      if (stats.size <= SMALL_FILE) {
+        yield smallFileEntry(visit.fsPath, header, stats.size, progress);
+      } else {
+        yield header;
+        yield* fileContent(visit.fsPath, stats.size, progress);
+        const pad = paddingFor(stats.size);
+        if (pad > 0) yield ZERO_PADDING.subarray(0, pad);
+      }
     } else {
       progress.warning(`skipped ${visit.fsPath}: not a regular file, directory or symlink`);
     }
@@ -102,10 +109,6 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
 
 /** Exactly `size` bytes: a file that grew is cut at the size in its header, one that shrank is padded with zeros. */
 async function* fileContent(file: string, size: number, progress: TreeProgress): AsyncGenerator<Buffer> {
-  if (size <= SMALL_FILE) {
-    yield smallFileContent(file, size, progress);
-    return;
-  }
   const handle = await fs.open(file, "r").catch((err: unknown) => {
     throw sourceError(err, file);
   });
@@ -131,13 +134,19 @@ async function* fileContent(file: string, size: number, progress: TreeProgress):
   }
 }
 
-function smallFileContent(file: string, size: number, progress: TreeProgress): Buffer {
-  const content = Buffer.alloc(size);
+/**
+ * A small file's whole entry in one buffer: its header, exactly `size` bytes of content (cut or
+ * padded with zeros like fileContent) and the block padding. One piece per file instead of three
+ * halves the work of the walk for a home of many small files.
+ */
+function smallFileEntry(file: string, header: Buffer, size: number, progress: TreeProgress): Buffer {
+  const entry = Buffer.allocUnsafe(header.length + size + paddingFor(size));
+  header.copy(entry, 0);
   const fd = sync(file, () => fsSync.openSync(file, "r"));
   try {
     let done = 0;
     while (done < size) {
-      const n = sync(file, () => fsSync.readSync(fd, content, done, size - done, done));
+      const n = sync(file, () => fsSync.readSync(fd, entry, header.length + done, size - done, done));
       if (n === 0) {
         progress.warning(`${file} shrank while it was being backed up; padded with zeros`);
         break;
@@ -145,7 +154,8 @@ function smallFileContent(file: string, size: number, progress: TreeProgress): B
       done += n;
     }
     progress.read(done);
-    return content;
+    entry.fill(0, header.length + done);
+    return entry;
   } finally {
     fsSync.closeSync(fd);
   }
