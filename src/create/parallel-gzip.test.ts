@@ -34,6 +34,24 @@ describe("parallelGzip", () => {
     }
   });
 
+  it("gives the input back whatever the mix of small pieces (gathered) and large ones (compressed in place)", async () => {
+    const sizes = [100, 65536, 40_000, 3, 200_000, 32_768, 32_767, 1, 65537, 0, 90_000, 10];
+    const input = Buffer.concat([text(300_000), randomBytes(200_000), text(26_722)]);
+    async function* mixed(): AsyncGenerator<Buffer> {
+      let off = 0;
+      for (const size of sizes) {
+        yield input.subarray(off, off + size);
+        off += size;
+      }
+    }
+    const copy = Buffer.from(input);
+    const out = await collect(parallelGzip(mixed(), { level: 1, jobs: 2, blockSize: 65536 }));
+    expect(gunzipSync(out).equals(input)).toBe(true);
+    expect(input.equals(copy)).toBe(true); // pieces are only read
+    const r = spawnSync("gzip", ["-d", "-c"], { input: out, maxBuffer: 16 * 1024 * 1024 });
+    expect(r.stdout.equals(input)).toBe(true);
+  });
+
   it("compresses text and stores random data", async () => {
     const t = text(4 * 65536);
     const r = randomBytes(4 * 65536);

@@ -5,6 +5,11 @@
  * Blocks that look incompressible are stored (deflate level 0). deflate's window is 32 KiB, so
  * independent 1 MiB blocks cost almost no compression.
  *
+ * Input pieces of half a block or more are compressed as they are, without a copy (members need
+ * not all be the same size): the sources read 1 MiB at a time into fresh buffers, and copying
+ * them into blocks doubled the garbage. Smaller pieces (tar headers, small files) are gathered
+ * into blocks. Pieces are only read, never kept after their member is done.
+ *
  * The input is pumped eagerly by its own task, so the threadpool keeps compressing while the
  * consumer seals and writes chunks; at most 2·jobs blocks are compressing or waiting to be
  * taken, which bounds memory to a few MiB.
@@ -58,25 +63,40 @@ export async function* parallelGzip(
 
   const pump = (async () => {
     try {
-      let block = Buffer.allocUnsafe(blockSize);
+      let block: Buffer | undefined;
       let filled = 0;
       let submitted = 0;
+      const flush = async (data: Buffer) => {
+        await submit(data);
+        submitted++;
+      };
       for await (const piece of input) {
         for (let off = 0; off < piece.length;) {
-          const n = Math.min(piece.length - off, blockSize - filled);
-          piece.copy(block, filled, off, off + n);
-          filled += n;
-          off += n;
-          if (filled === blockSize) {
-            await submit(block);
-            submitted++;
-            block = Buffer.allocUnsafe(blockSize);
+          const rest = piece.length - off;
+          if (rest >= blockSize / 2) {
+            // large: the gathered bytes become a member of their own, the piece is compressed in place
+            if (block !== undefined && filled > 0) await flush(block.subarray(0, filled));
+            block = undefined;
             filled = 0;
+            const n = Math.min(rest, blockSize);
+            await flush(piece.subarray(off, off + n));
+            off += n;
+          } else {
+            block ??= Buffer.allocUnsafe(blockSize);
+            const n = Math.min(rest, blockSize - filled);
+            piece.copy(block, filled, off, off + n);
+            filled += n;
+            off += n;
+            if (filled === blockSize) {
+              await flush(block);
+              block = undefined;
+              filled = 0;
+            }
           }
           if (stopped) return;
         }
       }
-      if (filled > 0 || submitted === 0) await submit(block.subarray(0, filled));
+      if (filled > 0 || submitted === 0) await flush((block ?? Buffer.alloc(0)).subarray(0, filled));
     } catch (error) {
       producerError = { error };
     } finally {
