@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chunkStream } from "./chunk.js";
+import { ChunkBuffer, chunkStream } from "./chunk.js";
 
 async function* pieces(sizes: number[]): AsyncGenerator<Buffer> {
   let n = 0;
@@ -60,5 +60,21 @@ describe("chunkStream", () => {
     const big = 3 * 1024 * 1024 + 17;
     const { chunks } = await cut([big], 2 * 1024 * 1024 + 1);
     expect(chunks.map((c) => c.data.length)).toEqual([2 * 1024 * 1024 + 1, big - (2 * 1024 * 1024 + 1)]);
+  });
+
+  it("streams that share one ChunkBuffer reuse its memory and each get their own bytes", async () => {
+    const storage = new ChunkBuffer(4096);
+    const seen: Array<{ bytes: number[]; buffer: ArrayBufferLike }> = [];
+    for (const fill of [1, 2]) {
+      async function* input(): AsyncGenerator<Buffer> {
+        yield Buffer.alloc(3000, fill);
+        yield Buffer.alloc(3000, fill);
+      }
+      for await (const c of chunkStream(input(), 4096, undefined, storage)) {
+        seen.push({ bytes: [...new Set(c.data)], buffer: c.data.buffer });
+      }
+    }
+    expect(seen.map((s) => s.bytes)).toEqual([[1], [1], [2], [2]]);
+    expect(new Set(seen.map((s) => s.buffer)).size).toBe(1);
   });
 });

@@ -8,10 +8,11 @@
  *   4. per qube, per file     inner tar (volume: pax + GNU sparse 1.0; directory: tree) →
  *                             one compressed stream → chunks of exactly chunkSize bytes →
  *                             each sealed with `backup-id!<file>.NNN!P` → `<file>.NNN.enc`
+ *                             (chunk-members.ts: streamed to a file, gathered for a pipe)
  *   5. dom0-home/<user>       last, like the reference writer
  *
- * Everything is streamed with backpressure: memory is one chunk buffer plus the KDF, whatever
- * the size of the sources, and nothing is written anywhere but the sink. The sink publishes the
+ * Everything is streamed with backpressure: memory is at most one chunk buffer plus the KDFs,
+ * whatever the size of the sources, and nothing is written anywhere but the sink. The sink publishes the
  * backup only after the last byte was written (commit); any failure aborts it.
  */
 import { serializeBackupHeaderV4, isValidBackupId } from "../codec/backup-header/index.js";
@@ -32,7 +33,8 @@ import {
 } from "../format/names.js";
 import { validatePassphrase } from "../format/passphrase.js";
 import type { BackupSink } from "../transport/sink.js";
-import { chunkStream } from "./chunk.js";
+import { ChunkBuffer } from "./chunk.js";
+import { writeChunkMembers } from "./chunk-members.js";
 import { likelyChunkCount } from "./likely-chunks.js";
 import { compress, headerCompressionFields } from "./compress.js";
 import type { Compression } from "./compress.js";
@@ -147,6 +149,7 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
   await member(chunkMemberName(QUBES_XML_BASE, 0), await sealer.seal(QUBES_XML_BASE, 0, xmlStream));
 
   // 4–5: the data, one qube's members contiguous, dom0 home last
+  const chunkBuffer = new ChunkBuffer(chunkSize); // for a sink that is not seekable; files go one at a time
   const results: CreateResult["qubes"] = [];
   const archived: CreateResult["files"] = [{ base: QUBES_XML_BASE, chunks: 1 }];
   for (const qube of qubes) {
@@ -173,13 +176,19 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
         const likely = likelyChunkCount({ produced, inputRead, inputTotal: file.estimate, chunkSize, bound });
         sealer.prepareAhead(file.fileBase, index, ahead, likely ?? index + 1);
       };
-      let chunks = 0;
-      let fileStored = 0;
-      for await (const chunk of chunkStream(compress(inner, compression), chunkSize, onData)) {
-        const container = await sealer.seal(file.fileBase, chunk.index, chunk.data);
-        fileStored += await member(chunkMemberName(file.fileBase, chunk.index), container);
-        chunks++;
-      }
+      const { chunks, stored: fileStored } = await writeChunkMembers(compress(inner, compression), {
+        fileBase: file.fileBase,
+        chunkSize,
+        sealer,
+        outer,
+        chunkBuffer,
+        onData,
+        onMember: (name, size) => {
+          members++;
+          emit({ type: "member", name, size });
+        },
+        signal,
+      });
       sealer.discard(file.fileBase);
       stored += fileStored;
       archived.push({ base: file.fileBase, chunks });

@@ -2,7 +2,8 @@
  * Sealing stage: every unit (the header's authenticator, each chunk) becomes one scrypt
  * container keyed by its own passphrase string and a fresh salt. Key derivation for a unit can
  * start long before its data exists (`prepare…`), so several KDFs run on the libuv pool while
- * compression fills chunks; chunks are encrypted in place, with no second copy of 100 MiB.
+ * compression fills chunks; a chunk is either sealed whole (encrypted in place, with no second
+ * copy of 100 MiB) or opened to be streamed as its bytes arrive.
  * At most `maxRunning` KDFs run at once (each holds 128·r·N bytes); the others wait their turn,
  * in the order they were asked for, without holding any memory.
  */
@@ -15,12 +16,17 @@ import { ConcurrencyLimit } from "../runtime/limit.js";
 interface PendingKeys {
   salt: Buffer;
   keys: Promise<ContainerKeys>;
+  /** Set once `keys` has settled. */
+  settled: boolean;
 }
 
 const chunkId = (fileBase: string, index: number) => `${fileBase}\0${index}`;
 
 export class ChunkSealer {
   private readonly pending = new Map<string, PendingKeys>();
+  /** Units whose keys were handed out (and forgotten). */
+  private readonly used = new Set<string>();
+  private started = 0;
   private readonly limit: ConcurrencyLimit;
 
   constructor(
@@ -30,6 +36,11 @@ export class ChunkSealer {
     maxRunning = 1,
   ) {
     this.limit = new ConcurrencyLimit(maxRunning);
+  }
+
+  /** Key derivations started so far (each costs 128·r·N bytes and seconds of a core). */
+  get derivations(): number {
+    return this.started;
   }
 
   /** Start deriving the keys of `backup-header.hmac`. */
@@ -64,23 +75,47 @@ export class ChunkSealer {
     return this.sealUnit(chunkId(fileBase, index), data);
   }
 
-  /** Forget keys derived for chunks that never came (the file compressed better than estimated). */
+  /** Whether the keys of chunk `index` of `fileBase` are derived (or failed): open() will not wait. */
+  ready(fileBase: string, index: number): boolean {
+    return this.pending.get(chunkId(fileBase, index))?.settled ?? false;
+  }
+
+  /** A sealer for chunk `index` of `fileBase`, to stream its container: header(), update()…, final(). */
+  async open(fileBase: string, index: number): Promise<ContainerSealer> {
+    this.prepare(fileBase, index);
+    return this.openUnit(chunkId(fileBase, index));
+  }
+
+  /** Forget the file's keys: used ones, and those derived for chunks that never came (it compressed better than estimated). */
   discard(fileBase: string): void {
-    for (const id of this.pending.keys()) if (id.startsWith(`${fileBase}\0`)) this.pending.delete(id);
+    const ofFile = (id: string) => id.startsWith(`${fileBase}\0`);
+    for (const id of this.pending.keys()) if (ofFile(id)) this.pending.delete(id);
+    for (const id of this.used) if (ofFile(id)) this.used.delete(id);
   }
 
   private prepareUnit(id: string, passphraseString: () => Buffer): void {
-    if (this.pending.has(id)) return;
+    if (this.pending.has(id) || this.used.has(id)) return;
     const salt = randomBytes(SALT_SIZE);
+    this.started++;
     const keys = this.limit.run(() => deriveKeys(passphraseString(), salt, this.params));
-    keys.catch(() => undefined); // observed when awaited in sealUnit(); avoid an unhandled rejection meanwhile
-    this.pending.set(id, { salt, keys });
+    const entry: PendingKeys = { salt, keys, settled: false };
+    // observed when awaited in openUnit(); avoid an unhandled rejection meanwhile
+    keys.then(
+      () => (entry.settled = true),
+      () => (entry.settled = true),
+    );
+    this.pending.set(id, entry);
+  }
+
+  private async openUnit(id: string): Promise<ContainerSealer> {
+    const { salt, keys } = this.pending.get(id)!;
+    this.pending.delete(id);
+    this.used.add(id); // a later prepare() of the same chunk must not derive its keys again
+    return ContainerSealer.fromKeys(await keys, this.params, salt);
   }
 
   private async sealUnit(id: string, data: Buffer): Promise<Buffer[]> {
-    const { salt, keys } = this.pending.get(id)!;
-    this.pending.delete(id);
-    const sealer = ContainerSealer.fromKeys(await keys, this.params, salt);
+    const sealer = await this.openUnit(id);
     const header = sealer.header();
     sealer.updateInPlace(data);
     return [header, data, sealer.final()];

@@ -58,6 +58,16 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
       throw destinationError(err, finalPath);
     });
   let state: "open" | "committed" | "aborted" = "open";
+  let written = 0;
+  const writeAll = async (data: Uint8Array, position: number | null) => {
+    for (let off = 0; off < data.length;) {
+      const at = position === null ? null : position + off;
+      const { bytesWritten } = await handle.write(data, off, data.length - off, at).catch((err: unknown) => {
+        throw destinationError(err, finalPath);
+      });
+      off += bytesWritten;
+    }
+  };
 
   const abort = async () => {
     if (state === "committed" || state === "aborted") return;
@@ -69,13 +79,17 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
   return {
     location: finalPath,
     async write(data) {
-      let off = 0;
-      while (off < data.length) {
-        const { bytesWritten } = await handle.write(data, off, data.length - off).catch((err: unknown) => {
-          throw destinationError(err, finalPath);
-        });
-        off += bytesWritten;
+      await writeAll(data, null);
+      written += data.length;
+    },
+    async writeAt(position, data) {
+      if (!Number.isSafeInteger(position) || position < 0 || position + data.length > written) {
+        throw new QbackupError(
+          "ERR_INTERNAL",
+          `writeAt(${position}, ${data.length} bytes) outside the ${written} written`,
+        );
       }
+      await writeAll(data, position);
     },
     async commit() {
       if (state !== "open") throw new QbackupError("ERR_INTERNAL", `commit of a sink that is ${state}`);
