@@ -19,12 +19,11 @@ import { groupName, userName } from "./owners.js";
 import type { SourceProgress } from "./volume.js";
 
 const READ_SIZE = 1024 * 1024;
-/** Files up to this size are read with one synchronous read. */
+/** Files up to this size are read with one synchronous read, into a batch of small entries. */
 const SMALL_FILE = 256 * 1024;
+const BATCH_SIZE = 1024 * 1024;
 /** Per entry, for the summary's estimate: a header block and, often, a pax header. */
 const ENTRY_OVERHEAD_ESTIMATE = 1024;
-/** Zeros for the padding after a file's content (read-only: consumers copy what they are given). */
-const ZERO_PADDING = Buffer.alloc(512);
 
 export interface TreeProgress extends SourceProgress {
   warning(message: string): void;
@@ -72,7 +71,46 @@ export async function estimateTree(root: string): Promise<number> {
   return total;
 }
 
+/**
+ * Small entries (headers, small files with their padding) gathered into buffers of about 1 MiB:
+ * one piece per many files through the pipeline instead of one per file, each written in place
+ * (a small file is read straight into it).
+ */
+class EntryBatch {
+  private buffer: Buffer | undefined;
+  private filled = 0;
+
+  /** `size` bytes at the end of the batch to fill; null when they do not fit (take() first). */
+  reserve(size: number): Buffer | null {
+    this.buffer ??= Buffer.allocUnsafe(Math.max(BATCH_SIZE, size));
+    if (this.filled + size > this.buffer.length) return null;
+    const room = this.buffer.subarray(this.filled, this.filled + size);
+    this.filled += size;
+    return room;
+  }
+
+  /** The gathered bytes (handed on: the next reserve() starts a new buffer), or null when none. */
+  take(): Buffer | null {
+    if (this.buffer === undefined || this.filled === 0) return null;
+    const taken = this.buffer.subarray(0, this.filled);
+    this.buffer = undefined;
+    this.filled = 0;
+    return taken;
+  }
+}
+
 export async function* treeArchive(root: string, archiveRoot: string, progress: TreeProgress): AsyncGenerator<Buffer> {
+  const batch = new EntryBatch();
+  /** Room for `size` bytes in the batch, yielding the batch first when they do not fit. */
+  function* room(size: number): Generator<Buffer, Buffer> {
+    let space = batch.reserve(size);
+    if (space === null) {
+      const full = batch.take();
+      if (full !== null) yield full;
+      space = batch.reserve(size)!;
+    }
+    return space;
+  }
   for (const visit of walk(root, archiveRoot)) {
     const { stats } = visit;
     const base = {
@@ -85,26 +123,34 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
       gname: groupName(stats.gid),
     };
     if (stats.isDirectory()) {
-      yield encodeTreeEntryHeader({ ...base, type: "directory", size: 0 });
+      const header = encodeTreeEntryHeader({ ...base, type: "directory", size: 0 });
+      header.copy(yield* room(header.length));
     } else if (stats.isSymbolicLink()) {
       const linkname = sync(visit.fsPath, () => fsSync.readlinkSync(visit.fsPath));
-      yield encodeTreeEntryHeader({ ...base, type: "symlink", size: 0, linkname });
+      const header = encodeTreeEntryHeader({ ...base, type: "symlink", size: 0, linkname });
+      header.copy(yield* room(header.length));
     } else if (stats.isFile()) {
       const entry: TreeEntry = { ...base, type: "file", size: stats.size };
       const header = encodeTreeEntryHeader(entry);
       if (stats.size <= SMALL_FILE) {
-        yield smallFileEntry(visit.fsPath, header, stats.size, progress);
+        const space = yield* room(header.length + stats.size + paddingFor(stats.size));
+        header.copy(space);
+        readSmallFile(visit.fsPath, space.subarray(header.length), stats.size, progress);
       } else {
+        const gathered = batch.take();
+        if (gathered !== null) yield gathered;
         yield header;
         yield* fileContent(visit.fsPath, stats.size, progress);
         const pad = paddingFor(stats.size);
-        if (pad > 0) yield ZERO_PADDING.subarray(0, pad);
+        if (pad > 0) yield Buffer.alloc(pad);
       }
     } else {
       progress.warning(`skipped ${visit.fsPath}: not a regular file, directory or symlink`);
     }
   }
-  yield endOfArchive();
+  endOfArchive().copy(yield* room(endOfArchive().length));
+  const last = batch.take();
+  if (last !== null) yield last;
 }
 
 /** Exactly `size` bytes: a file that grew is cut at the size in its header, one that shrank is padded with zeros. */
@@ -135,18 +181,15 @@ async function* fileContent(file: string, size: number, progress: TreeProgress):
 }
 
 /**
- * A small file's whole entry in one buffer: its header, exactly `size` bytes of content (cut or
- * padded with zeros like fileContent) and the block padding. One piece per file instead of three
- * halves the work of the walk for a home of many small files.
+ * A small file's content and block padding into `space`: exactly `size` bytes (cut or padded with
+ * zeros like fileContent), then zeros to the end of `space`.
  */
-function smallFileEntry(file: string, header: Buffer, size: number, progress: TreeProgress): Buffer {
-  const entry = Buffer.allocUnsafe(header.length + size + paddingFor(size));
-  header.copy(entry, 0);
+function readSmallFile(file: string, space: Buffer, size: number, progress: TreeProgress): void {
   const fd = sync(file, () => fsSync.openSync(file, "r"));
   try {
     let done = 0;
     while (done < size) {
-      const n = sync(file, () => fsSync.readSync(fd, entry, header.length + done, size - done, done));
+      const n = sync(file, () => fsSync.readSync(fd, space, done, size - done, done));
       if (n === 0) {
         progress.warning(`${file} shrank while it was being backed up; padded with zeros`);
         break;
@@ -154,8 +197,7 @@ function smallFileEntry(file: string, header: Buffer, size: number, progress: Tr
       done += n;
     }
     progress.read(done);
-    entry.fill(0, header.length + done);
-    return entry;
+    space.fill(0, done);
   } finally {
     fsSync.closeSync(fd);
   }
