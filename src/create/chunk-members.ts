@@ -67,6 +67,12 @@ interface OpenChunk {
   member?: OpenMember;
 }
 
+/** The pieces are ours (see the top of index.ts): encrypting them in place allocates nothing. */
+function sealInPlace(container: ContainerSealer, piece: Buffer): Buffer {
+  container.updateInPlace(piece);
+  return piece;
+}
+
 async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) {
   const { fileBase, chunkSize, sealer, outer } = ctx;
   let chunks = 0;
@@ -80,7 +86,7 @@ async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) 
     c.container = await sealer.open(fileBase, c.index);
     c.member = await outer.beginMember(chunkMemberName(fileBase, c.index));
     await c.member.write(c.container.header());
-    for (const piece of c.waiting.splice(0)) await c.member.write(c.container.update(piece));
+    for (const piece of c.waiting.splice(0)) await c.member.write(sealInPlace(c.container, piece));
     c.waitingBytes = 0;
   };
   const add = async (c: OpenChunk, piece: Buffer) => {
@@ -88,9 +94,9 @@ async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) 
       await open(c);
     }
     if (c.member !== undefined && c.container !== undefined) {
-      await c.member.write(c.container.update(piece));
+      await c.member.write(sealInPlace(c.container, piece));
     } else {
-      c.waiting.push(piece); // the input does not reuse what it gave: holding it is safe
+      c.waiting.push(piece);
       c.waitingBytes += piece.length;
     }
   };

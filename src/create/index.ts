@@ -12,7 +12,9 @@
  *   5. dom0-home/<user>       last, like the reference writer
  *
  * Everything is streamed with backpressure: memory is at most one chunk buffer plus the KDFs,
- * whatever the size of the sources, and nothing is written anywhere but the sink. The sink publishes the
+ * whatever the size of the sources, and nothing is written anywhere but the sink. Each stage
+ * hands on buffers it never touches again, so the next may keep them or change them in place
+ * (compression reads them, sealing encrypts them in place). The sink publishes the
  * backup only after the last byte was written (commit); any failure aborts it.
  */
 import { serializeBackupHeaderV4, isValidBackupId } from "../codec/backup-header/index.js";
