@@ -7,6 +7,7 @@
  *   restore  qbackup vs the emergency procedure (tar -i, scrypt dec, gzip -d | tar), on the
  *            reference backup; and qbackup on its own default backup
  *   list     qbackup on its default backup
+ *   floor    the CPU floor of the default create (floor.ts): how fast any create could be here
  *
  * Every qbackup run reports peak RSS (GNU time) and the bytes it left in an empty TMPDIR; every
  * backup qbackup makes is restored with the emergency procedure and compared with the source.
@@ -17,9 +18,13 @@ import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
+import { DEFAULT_SCRYPT_LOGN } from "../src/cli/create.js";
+import { DEFAULT_GZIP_LEVEL } from "../src/create/compress.js";
 import { emergencyRestoreV4 } from "../test/support/emergency-v4.js";
 import { sha256File, snapshotTree } from "../test/support/sources.js";
 import { FULL, QUICK, ensureDataset } from "./dataset.js";
+import { measureCreateFloor } from "./floor.js";
 import { timed } from "./measure.js";
 import type { Run } from "./measure.js";
 
@@ -115,6 +120,21 @@ function main(): void {
     console.error(`  ${b}.bin restores byte-identically`);
   }
 
+  console.error("the CPU floor of the default create (each part on one core, then over all cores):");
+  const defaultBackup = p("qb-default.bin");
+  const floor = measureCreateFloor({
+    image: data.image,
+    files: data.files,
+    logN: quick ? 12 : DEFAULT_SCRYPT_LOGN,
+    gzipLevel: DEFAULT_GZIP_LEVEL,
+    containers: containersIn(defaultBackup),
+    backupBytes: fs.statSync(defaultBackup).size,
+    cores: availableParallelism(),
+  });
+  console.error(
+    `  KDFs ${floor.kdfSeconds.toFixed(1)} + gzip ${floor.gzipSeconds.toFixed(1)} + seal ${floor.sealSeconds.toFixed(1)} core-s: at least ${floor.seconds.toFixed(1)} s`,
+  );
+
   const rate = (r: Run) => data.dataBytes / MiB / r.seconds;
   const rows = [
     { what: "create, defaults", qbackup: qbCreate, reference: refDefault, target: 10 },
@@ -144,6 +164,12 @@ function main(): void {
     cores: availableParallelism(),
     rows,
     list: { seconds: qbList.seconds, peakRssMiB: qbList.peakRssMiB },
+    createFloor: {
+      ...floor,
+      MiBs: data.dataBytes / MiB / floor.seconds,
+      ratio: data.dataBytes / MiB / floor.seconds / rate(refDefault),
+      qbackupShare: floor.seconds / qbCreate.seconds,
+    },
     backups: {
       referenceStockBytes: fs.statSync(p("ref-stock.bin")).size,
       qbackupDefaultBytes: fs.statSync(p("qb-default.bin")).size,
@@ -164,6 +190,10 @@ function main(): void {
   console.log(
     `| list, qbackup backup | ${fmt(qbList.seconds, 2)} s | | | | ${fmt(qbList.peakRssMiB ?? 0, 0)} | ${qbList.tempBytes} |`,
   );
+  const f = results.createFloor;
+  console.log(
+    `create floor at the defaults (${fmt(f.kdfSeconds)} core-s of KDFs, ${fmt(f.gzipSeconds)} of gzip, ${fmt(f.sealSeconds)} of AES+HMAC over ${results.cores} cores): ${fmt(f.MiBs)} MiB/s, ${fmt(f.ratio, 2)}× the reference; qbackup ran at ${fmt(f.qbackupShare * 100, 0)}% of it`,
+  );
   console.log(
     `backup sizes: reference ${fmt(results.backups.referenceStockBytes / MiB)} MiB, qbackup ${fmt(results.backups.qbackupDefaultBytes / MiB)} MiB`,
   );
@@ -172,6 +202,13 @@ function main(): void {
   console.log(`written: ${path.relative(REPO, json)}`);
   fs.rmSync(work, { recursive: true, force: true });
   if (rows.some((r) => (r.tempBytes ?? 0) > 0)) throw new Error("a qbackup run left temporary files");
+
+  /** scrypt containers in a backup: backup-header.hmac and every .enc member. */
+  function containersIn(backup: string): number {
+    const r = spawnSync("tar", ["-tif", backup], { encoding: "utf8", maxBuffer: 16 * MiB });
+    if (r.status !== 0) throw new Error(`tar -t ${backup}: ${r.stderr}`);
+    return r.stdout.split("\n").filter((m) => m === "backup-header.hmac" || m.endsWith(".enc")).length;
+  }
 
   function check(root: string, image: string, homeDir: string): void {
     if (sha256File(path.join(root, image)) !== sha256File(data.image))
