@@ -241,7 +241,7 @@ async function runCreate(request: CreateRequest, reporter: Reporter): Promise<Cr
 
   const passphrase = await readPassphrase(passphraseSource);
   const sink: BackupSink = await destination.open();
-  // a volume is read twice, a scan for holes and then its data: both count (progressItems)
+  // source bytes read: data, and the whole of a volume scanned for holes (progressItems)
   const progress = reporter.progress(progressItems(plan), "read", "source bytes read");
   const forget = onInterrupt(async () => {
     progress.close();
