@@ -73,8 +73,11 @@ function* dataBlocks(image: string, files: string): Generator<Buffer> {
 }
 
 export function measureCreateFloor(input: CreateFloorInput): CreateFloor {
-  const kdfOne = seconds(() =>
-    scryptSync("floor", randomBytes(32), 64, { N: 2 ** input.logN, r: 8, p: 1, maxmem: 2 ** 31 }),
+  // the best of three: a floor is what the machine can do, not what it did while busy elsewhere
+  const kdfOne = Math.min(
+    ...[1, 2, 3].map(() =>
+      seconds(() => scryptSync("floor", randomBytes(32), 64, { N: 2 ** input.logN, r: 8, p: 1, maxmem: 2 ** 31 })),
+    ),
   );
   let gzipSeconds = 0;
   for (const block of dataBlocks(input.image, input.files)) {
