@@ -2,7 +2,7 @@
  * Where a sparse file's data is, asked of the filesystem with lseek(SEEK_DATA / SEEK_HOLE), as
  * GNU tar --sparse does, instead of reading every hole to find it is zeros (a 20 GiB private.img
  * holding 2 GiB would otherwise be read in full). Node has no binding for these, so lseek is
- * called through koffi (FFI, prebuilt for each platform). Linux only (the constants differ
+ * called through koffi (FFI, prebuilt for each platform). 64-bit Linux only (the constants differ
  * elsewhere); anything unavailable or refused gives `undefined` and the caller reads for holes.
  */
 import * as fs from "node:fs/promises";
@@ -22,11 +22,14 @@ interface Libc {
 
 let libc: Libc | null | undefined;
 
-/** The C library's lseek through koffi, or null where that cannot be had (not Linux, no prebuilt koffi). */
+/** Where off_t is 64 bits, so that `lseek` takes and returns int64_t. */
+const ARCHES_64 = new Set(["x64", "arm64", "ppc64", "s390x", "riscv64", "loong64", "mips64el"]);
+
+/** The C library's lseek through koffi, or null where that cannot be had (not 64-bit Linux, no prebuilt koffi). */
 function loadLibc(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
-  if (process.platform !== "linux") return libc;
+  if (process.platform !== "linux" || !ARCHES_64.has(process.arch)) return libc;
   try {
     const koffi = createRequire(import.meta.url)("koffi") as typeof Koffi;
     const lib = koffi.load(null); // the symbols already in the process: glibc's or musl's lseek
