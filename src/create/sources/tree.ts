@@ -148,7 +148,8 @@ export async function* treeArchive(root: string, archiveRoot: string, progress: 
       progress.warning(`skipped ${visit.fsPath}: not a regular file, directory or symlink`);
     }
   }
-  endOfArchive().copy(yield* room(endOfArchive().length));
+  const end = endOfArchive();
+  end.copy(yield* room(end.length));
   const last = batch.take();
   if (last !== null) yield last;
 }
