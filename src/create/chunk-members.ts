@@ -63,9 +63,11 @@ interface OpenChunk {
   index: number;
   waiting: Buffer[];
   waitingBytes: number;
-  container?: ContainerSealer;
-  member?: OpenMember;
+  /** Set once the key is there and the member begun. */
+  sealed?: { container: ContainerSealer; member: OpenMember };
 }
+
+const newChunk = (index: number): OpenChunk => ({ index, waiting: [], waitingBytes: 0 });
 
 /** The pieces are ours (see the top of index.ts): encrypting them in place allocates nothing. */
 function sealInPlace(container: ContainerSealer, piece: Buffer): Buffer {
@@ -83,27 +85,27 @@ async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) 
 
   const open = async (c: OpenChunk) => {
     ctx.signal?.throwIfAborted();
-    c.container = await sealer.open(fileBase, c.index);
-    c.member = await outer.beginMember(chunkMemberName(fileBase, c.index));
-    await c.member.write(c.container.header());
-    for (const piece of c.waiting.splice(0)) await c.member.write(sealInPlace(c.container, piece));
+    const container = await sealer.open(fileBase, c.index);
+    const member = await outer.beginMember(chunkMemberName(fileBase, c.index));
+    await member.write(container.header());
+    for (const piece of c.waiting.splice(0)) await member.write(sealInPlace(container, piece));
     c.waitingBytes = 0;
+    return (c.sealed = { container, member });
   };
   const add = async (c: OpenChunk, piece: Buffer) => {
-    if (c.member === undefined && (sealer.ready(fileBase, c.index) || c.waitingBytes >= MAX_WAITING_BYTES)) {
-      await open(c);
-    }
-    if (c.member !== undefined && c.container !== undefined) {
-      await c.member.write(sealInPlace(c.container, piece));
+    const ready = () => sealer.ready(fileBase, c.index) || c.waitingBytes >= MAX_WAITING_BYTES;
+    const sealed = c.sealed ?? (ready() ? await open(c) : undefined);
+    if (sealed !== undefined) {
+      await sealed.member.write(sealInPlace(sealed.container, piece));
     } else {
       c.waiting.push(piece);
       c.waitingBytes += piece.length;
     }
   };
   const end = async (c: OpenChunk) => {
-    if (c.member === undefined) await open(c);
-    await c.member!.write(c.container!.final());
-    const size = await c.member!.end();
+    const { container, member } = c.sealed ?? (await open(c));
+    await member.write(container.final());
+    const size = await member.end();
     ctx.onMember(chunkMemberName(fileBase, c.index), size);
     stored += size;
     chunks++;
@@ -111,7 +113,7 @@ async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) 
 
   for await (const piece of input) {
     for (let off = 0; off < piece.length;) {
-      current ??= { index, waiting: [], waitingBytes: 0 };
+      current ??= newChunk(index);
       const n = Math.min(piece.length - off, chunkSize - filled);
       filled += n;
       ctx.onData(index, filled);
@@ -127,7 +129,7 @@ async function streamed(input: AsyncIterable<Buffer>, ctx: ChunkMembersContext) 
   }
   if (current !== undefined || index === 0) {
     if (current === undefined) ctx.onData(index, 0); // every file has a .000, even an empty one
-    await end(current ?? { index, waiting: [], waitingBytes: 0 });
+    await end(current ?? newChunk(index));
   }
   return { chunks, stored };
 }

@@ -120,11 +120,14 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
   const now = Math.floor(Date.now() / 1000);
   const outer = new OuterArchiveWriter(options.sink, now);
   let members = 0;
+  const written = (name: string, size: number) => {
+    members++;
+    emit({ type: "member", name, size });
+  };
   const member = async (name: string, parts: readonly Uint8Array[]) => {
     signal?.throwIfAborted();
     const size = await outer.member(name, parts);
-    members++;
-    emit({ type: "member", name, size });
+    written(name, size);
     return size;
   };
 
@@ -185,10 +188,7 @@ async function writeBackup(plan: BackupPlan, options: CreateOptions): Promise<Cr
         outer,
         chunkBuffer,
         onData,
-        onMember: (name, size) => {
-          members++;
-          emit({ type: "member", name, size });
-        },
+        onMember: written,
         signal,
       });
       sealer.discard(file.fileBase);
