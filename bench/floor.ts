@@ -10,8 +10,12 @@ import { createCipheriv, createHmac, randomBytes, scryptSync } from "node:crypto
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { gzipSync } from "node:zlib";
+import { HoleScanner } from "../src/codec/tar/index.js";
+import type { Region } from "../src/codec/tar/index.js";
 import { looksIncompressible } from "../src/create/entropy.js";
 import { GZIP_BLOCK_SIZE } from "../src/create/parallel-gzip.js";
+import { HOLE_GRANULARITY } from "../src/create/sources/volume.js";
+import { seekDataRegions } from "../src/runtime/seek-data.js";
 
 export interface CreateFloorInput {
   image: string;
@@ -41,16 +45,29 @@ const seconds = (work: () => void): number => {
   return (used.user + used.system) / 1e6;
 };
 
-/** Every non-zero 1 MiB piece of the image, then the small files gathered into 1 MiB blocks. */
+/** The image's data regions, as create finds them (from the filesystem, else by reading for zero blocks). */
+function imageRegions(fd: number, size: number): Region[] {
+  const asked = seekDataRegions(fd, size, HOLE_GRANULARITY);
+  if (asked !== undefined) return asked;
+  const scanner = new HoleScanner(HOLE_GRANULARITY);
+  const piece = Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
+  for (let pos = 0; pos < size; pos += GZIP_BLOCK_SIZE) {
+    const n = fs.readSync(fd, piece, 0, Math.min(GZIP_BLOCK_SIZE, size - pos), pos);
+    scanner.push(piece.subarray(0, n));
+  }
+  return scanner.finish();
+}
+
+/** The image's data in pieces of up to 1 MiB, then the small files gathered into 1 MiB blocks. */
 function* dataBlocks(image: string, files: string): Generator<Buffer> {
-  const zeros = Buffer.alloc(GZIP_BLOCK_SIZE);
   const fd = fs.openSync(image, "r");
   try {
-    const size = fs.fstatSync(fd).size;
-    for (let pos = 0; pos < size; pos += GZIP_BLOCK_SIZE) {
-      const piece = Buffer.allocUnsafe(Math.min(GZIP_BLOCK_SIZE, size - pos));
-      fs.readSync(fd, piece, 0, piece.length, pos);
-      if (!piece.equals(zeros.subarray(0, piece.length))) yield piece;
+    for (const region of imageRegions(fd, fs.fstatSync(fd).size)) {
+      for (let done = 0; done < region.length; done += GZIP_BLOCK_SIZE) {
+        const piece = Buffer.allocUnsafe(Math.min(GZIP_BLOCK_SIZE, region.length - done));
+        fs.readSync(fd, piece, 0, piece.length, region.offset + done);
+        yield piece;
+      }
     }
   } finally {
     fs.closeSync(fd);
