@@ -154,6 +154,22 @@ function newImage(name: string, size: number): string {
   return file;
 }
 
+/** 64 MiB laid out like a template's root.img: partition 1 EFI system (32 MiB), partition 2 Linux. */
+function newTemplateGpt(name: string): string {
+  const file = newImage(name, 64 * MiB);
+  run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
+  return file;
+}
+
+/** newTemplateGpt with an ext4 filesystem made in partition 2. */
+function templateGptWithExt4(name: string): { file: string; p2: SfdiskPartition } {
+  const file = newTemplateGpt(name);
+  const p2 = sfdiskPartitions(file)[1];
+  if (p2 === undefined) throw new Error("sfdisk made no partition 2");
+  mkextAt(file, "ext4", p2);
+  return { file, p2 };
+}
+
 describe("whole-image ext (an AppVM's private.img)", () => {
   for (const type of ["ext2", "ext3", "ext4"] as const) {
     it(`finds a bare ${type} made by mke2fs at offset 0`, async () => {
@@ -248,8 +264,7 @@ describe("detectFilesystem by magic", () => {
 
 describe("GPT images made by sfdisk (a template's root.img)", () => {
   it("finds ext4 in partition 2 at the offset sfdisk reports; vfat in partition 1 is passed over", async () => {
-    const file = newImage("gpt.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
+    const file = newTemplateGpt("gpt.img");
     const parts = sfdiskPartitions(file);
     const p2 = parts.find((p) => partitionNumber(p) === 2);
     if (p2 === undefined) throw new Error("sfdisk made no partition 2");
@@ -265,8 +280,7 @@ describe("GPT images made by sfdisk (a template's root.img)", () => {
   });
 
   it("names every partition's filesystem when none is ext", async () => {
-    const file = newImage("gpt-noext.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
+    const file = newTemplateGpt("gpt-noext.img");
     const [p1, p2] = sfdiskPartitions(file);
     if (p1 === undefined || p2 === undefined) throw new Error("sfdisk made too few partitions");
     run("mkfs.vfat", ["--offset", String(p1.start), file, String((p1.size * SECTOR_SIZE) / 1024)]);
@@ -296,11 +310,7 @@ describe("GPT images made by sfdisk (a template's root.img)", () => {
   });
 
   it("uses the backup header when the primary's CRC is corrupt; malformed when both are", async () => {
-    const file = newImage("gpt-crc.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
-    const p2 = sfdiskPartitions(file)[1];
-    if (p2 === undefined) throw new Error("sfdisk made no partition 2");
-    mkextAt(file, "ext4", p2);
+    const { file, p2 } = templateGptWithExt4("gpt-crc.img");
     const image = fs.readFileSync(file);
     image[SECTOR_SIZE + 16] ^= 0xff; // primary header CRC
     expect(await locateBuffer(image)).toEqual({
@@ -317,22 +327,14 @@ describe("GPT images made by sfdisk (a template's root.img)", () => {
   });
 
   it("uses the backup when the primary entry array is corrupt", async () => {
-    const file = newImage("gpt-entries.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
-    const p2 = sfdiskPartitions(file)[1];
-    if (p2 === undefined) throw new Error("sfdisk made no partition 2");
-    mkextAt(file, "ext4", p2);
+    const { file } = templateGptWithExt4("gpt-entries.img");
     const image = fs.readFileSync(file);
     image[2 * SECTOR_SIZE + 128 + 32] ^= 0x01; // partition 2's first LBA in the primary array
     expect((await locateBuffer(image)).where).toBe("partition 2 (GPT backup, Linux filesystem)");
   });
 
   it("handles an image grown after partitioning (backup header no longer at the end)", async () => {
-    const file = newImage("gpt-grown.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
-    const p2 = sfdiskPartitions(file)[1];
-    if (p2 === undefined) throw new Error("sfdisk made no partition 2");
-    mkextAt(file, "ext4", p2);
+    const { file, p2 } = templateGptWithExt4("gpt-grown.img");
     fs.truncateSync(file, 96 * MiB);
     const image = fs.readFileSync(file);
     expect((await locateBuffer(image)).where).toBe("partition 2 (GPT, Linux filesystem)");
@@ -344,8 +346,7 @@ describe("GPT images made by sfdisk (a template's root.img)", () => {
   });
 
   it("refuses a GPT whose partitions lie past a truncated image's end", async () => {
-    const file = newImage("gpt-trunc.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
+    const file = newTemplateGpt("gpt-trunc.img");
     fs.truncateSync(file, 48 * MiB);
     const err = await rejection(locateFile(file));
     expect(err.code).toBe("ERR_IMAGE_MALFORMED");
@@ -353,8 +354,7 @@ describe("GPT images made by sfdisk (a template's root.img)", () => {
   });
 
   it("refuses a partition entry outside the usable LBAs, even with correct CRCs", async () => {
-    const file = newImage("gpt-bounds.img", 64 * MiB);
-    run("sfdisk", ["-q", file], "label: gpt\n,32M,U\n,,L\n");
+    const file = newTemplateGpt("gpt-bounds.img");
     const image = fs.readFileSync(file);
     const total = BigInt(image.length / SECTOR_SIZE);
     for (const entries of [2, Number(total) - 33]) image.writeBigUInt64LE(total + 5n, entries * SECTOR_SIZE + 128 + 40);
