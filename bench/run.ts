@@ -21,6 +21,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { DEFAULT_SCRYPT_LOGN } from "../src/cli/create.js";
+import { scryptKdf } from "../src/codec/scrypt/kdf.js";
 import { DEFAULT_GZIP_LEVEL } from "../src/create/compress.js";
 import { emergencyRestoreV4 } from "../test/support/emergency-v4.js";
 import { sha256File, snapshotTree } from "../test/support/sources.js";
@@ -45,7 +46,7 @@ function timedInProcess(name: string, work: () => void): Run {
   return { name, seconds };
 }
 
-function main(): void {
+async function main(): Promise<void> {
   fs.mkdirSync(OUT, { recursive: true });
   const spec = quick ? QUICK : FULL;
   console.error(`data set (${quick ? "quick" : "full"}): generating or reusing ${path.join(OUT, "data")}`);
@@ -153,7 +154,7 @@ function main(): void {
   }
 
   console.error("the CPU floor of the default create (each part on one core, then over all cores):");
-  const floor = measureCreateFloor({
+  const floor = await measureCreateFloor({
     image: data.image,
     files: data.files,
     logN: quick ? 12 : DEFAULT_SCRYPT_LOGN,
@@ -194,6 +195,7 @@ function main(): void {
     smallFiles: spec.smallFiles,
     rounds,
     cores: availableParallelism(),
+    kdf: scryptKdf().name,
     rows,
     list: { seconds: qbList.seconds, peakRssMiB: qbList.peakRssMiB },
     createFloor: {
@@ -210,7 +212,7 @@ function main(): void {
 
   const fmt = (n: number, d = 1) => n.toFixed(d);
   console.log(
-    `\nqbackup benchmark (${quick ? "quick" : "full"}): ${fmt(data.dataBytes / MiB, 0)} MiB of data, ${results.cores} cores`,
+    `\nqbackup benchmark (${quick ? "quick" : "full"}): ${fmt(data.dataBytes / MiB, 0)} MiB of data, ${results.cores} cores, scrypt from ${results.kdf}`,
   );
   console.log("| what | qbackup MiB/s | reference MiB/s | ratio | target | qbackup peak RSS MiB | temp bytes |");
   console.log("|---|---:|---:|---:|---:|---:|---:|");
@@ -250,4 +252,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

@@ -19,7 +19,7 @@ ln -sf Documents/todo.txt "$demo/src/home/user/todo-link"
 printf 'demo passphrase, change me\n' >"$demo/passphrase.txt"
 chmod 600 "$demo/passphrase.txt"
 
-# --scrypt-logn 14 keeps the demo quick; real backups use the default (19)
+# --scrypt-logn 14 keeps the demo quick; real backups use the default (18)
 node bin/qbackup.js create -y --passphrase-file "$demo/passphrase.txt" --scrypt-logn 14 \
   "$demo/backups" "work=$img" "dom0=$demo/src/home/user"
 

@@ -2,12 +2,11 @@
  * Property tests of the scrypt container codec (spec §4.6): random plaintexts (0 … 256 KiB) round-trip
  * through one-shot and streaming seal/open with random piece sizes; every single-byte change, truncation
  * and extension of a sealed unit is refused with the QbackupError of its region, and no plaintext is
- * released before (or after a failed) verify(). Keys are derived once: node:crypto's scrypt is wrapped in
+ * released before (or after a failed) verify(). Keys are derived once: the KDF is wrapped in
  * a cache here, so repeated opens of units with the same salt and parameters reuse the first derivation.
  */
 
 import * as nodeCrypto from "node:crypto";
-import type { BinaryLike, ScryptOptions } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { cutInPieces } from "../../../test/support/byte-source.js";
@@ -25,36 +24,30 @@ import {
   seal,
 } from "./index.js";
 import type { ContainerKeys, ScryptParams } from "./index.js";
+import type * as KdfModule from "./kdf.js";
+import type { ScryptKdf } from "./kdf.js";
 
 /** Real KDF runs (cache misses) seen by the wrapper below. */
 const kdf = vi.hoisted(() => ({ runs: 0 }));
 
-vi.mock("node:crypto", async (importOriginal) => {
-  const actual = await importOriginal<typeof nodeCrypto>();
+vi.mock("./kdf.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof KdfModule>();
+  const real = actual.scryptKdf();
   const cache = new Map<string, Buffer>();
-  const hex = (v: BinaryLike): string =>
-    typeof v === "string" ? Buffer.from(v, "utf8").toString("hex") : Buffer.from(v as Uint8Array).toString("hex");
-  function scrypt(
-    password: BinaryLike,
-    salt: BinaryLike,
-    keylen: number,
-    options: ScryptOptions,
-    callback: (err: Error | null, derivedKey: Buffer) => void,
-  ): void {
-    const key = `${hex(password)}|${hex(salt)}|${keylen}|${options.N}|${options.r}|${options.p}`;
-    const hit = cache.get(key);
-    if (hit !== undefined) {
-      const copy = Buffer.from(hit);
-      process.nextTick(() => callback(null, copy));
-      return;
-    }
-    kdf.runs += 1;
-    actual.scrypt(password, salt, keylen, options, (err, dk) => {
-      if (err === null) cache.set(key, Buffer.from(dk));
-      callback(err, dk);
-    });
-  }
-  return { ...actual, scrypt };
+  const hex = (v: Uint8Array): string => Buffer.from(v).toString("hex");
+  const cached: ScryptKdf = {
+    name: real.name,
+    async derive(passphrase, salt, params, keyLength, maxmem) {
+      const key = `${hex(passphrase)}|${hex(salt)}|${keyLength}|${params.logN}|${params.r}|${params.p}`;
+      const hit = cache.get(key);
+      if (hit !== undefined) return Buffer.from(hit);
+      kdf.runs += 1;
+      const dk = await real.derive(passphrase, salt, params, keyLength, maxmem);
+      cache.set(key, Buffer.from(dk));
+      return dk;
+    },
+  };
+  return { ...actual, scryptKdf: () => cached };
 });
 
 const PARAMS: ScryptParams = { logN: 10, r: 8, p: 1 };

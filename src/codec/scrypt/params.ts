@@ -1,11 +1,11 @@
 /**
  * scrypt parameters of a Tarsnap `scrypt` container (spec §4.6): sanity checks, resource caps, and the KDF.
- * The KDF itself is `node:crypto`'s scrypt (RFC 7914); this file only validates and bounds its inputs,
- * because N, r and p of a container we read come from unauthenticated bytes (spec §10).
+ * The KDF itself is in kdf.ts; this file only validates and bounds its inputs, because N, r and p
+ * of a container we read come from unauthenticated bytes (spec §10).
  */
 
-import { scrypt } from "node:crypto";
 import { QbackupError } from "../../errors.js";
+import { scryptKdf } from "./kdf.js";
 
 export interface ScryptParams {
   /** N = 2^logN. */
@@ -49,7 +49,10 @@ export const MAC_KEY_SIZE = 32;
 const BLOCK_BYTES_PER_R = 128;
 /** Headroom added to `maxmem` on top of OpenSSL's exact need, so rounding never trips it. */
 const MAXMEM_HEADROOM_BYTES = 1024 * 1024;
-/** Node's `crypto.scrypt` takes N as a uint32, so logN 31 is the most it can run. */
+/**
+ * Node's `crypto.scrypt` takes N as a uint32, so logN 31 is the most it can run; libscrypt-kdf is held
+ * to the same bound, so that what opens does not depend on which implementation a machine has.
+ */
 const NODE_MAX_LOG_N = 31;
 
 export interface ContainerKeys {
@@ -157,14 +160,6 @@ export function checkKdfLimits(p: ScryptParams, limits: KdfLimits): void {
   }
 }
 
-function scryptAsync(passphrase: Uint8Array, salt: Uint8Array, params: ScryptParams, maxmem: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(passphrase, salt, DERIVED_KEY_SIZE, { N: 2 ** params.logN, r: params.r, p: params.p, maxmem }, (err, key) =>
-      err ? reject(err) : resolve(key),
-    );
-  });
-}
-
 /**
  * DK = scrypt(passphrase, salt, N, r, p, 64); encKey = DK[0..31], macKey = DK[32..63].
  * Validates the parameters' sanity but does NOT apply KdfLimits: callers handling untrusted
@@ -185,14 +180,15 @@ export async function deriveKeys(
       `scrypt container: parameters ${describe(params)} are too large for this implementation`,
     );
   }
+  const kdf = scryptKdf();
   let dk: Buffer;
   try {
-    dk = await scryptAsync(passphrase, salt, params, need);
+    dk = await kdf.derive(passphrase, salt, params, DERIVED_KEY_SIZE, need);
   } catch (err) {
     // OpenSSL refuses some combinations Tarsnap accepts (e.g. N ≥ 2^(16·r) for small r).
     throw new QbackupError(
       "ERR_SCRYPT_PARAMS",
-      `scrypt container: kdf refused parameters ${describe(params)}: ${(err as Error).message}`,
+      `scrypt container: ${kdf.name} refused parameters ${describe(params)}: ${(err as Error).message}`,
       { cause: err },
     );
   }

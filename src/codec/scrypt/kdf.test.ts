@@ -1,0 +1,103 @@
+/**
+ * The two scrypt implementations agree byte for byte (RFC 7914 vectors and random parameters), the
+ * library is found where CI installs it (libscrypt-kdf1), and a missing library means node:crypto.
+ */
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { LIBSCRYPT_KDF_NAMES, NODE_SCRYPT, loadLibscryptKdf, scryptKdf } from "./kdf.js";
+import type { ScryptKdf } from "./kdf.js";
+
+const MAXMEM = 64 * 1024 * 1024;
+
+/** RFC 7914 §12, the vectors cheap enough for a unit test. */
+const RFC_7914 = [
+  {
+    passphrase: "",
+    salt: "",
+    params: { logN: 4, r: 1, p: 1 },
+    hex:
+      "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442" +
+      "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906",
+  },
+  {
+    passphrase: "password",
+    salt: "NaCl",
+    params: { logN: 10, r: 8, p: 16 },
+    hex:
+      "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162" +
+      "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640",
+  },
+];
+
+const implementations = (): ScryptKdf[] => {
+  const library = loadLibscryptKdf();
+  return library === null ? [NODE_SCRYPT] : [NODE_SCRYPT, library];
+};
+
+describe("scrypt KDF implementations", () => {
+  it("libscrypt-kdf is found where it is installed (CI installs libscrypt-kdf1), and is then the one used", () => {
+    const library = loadLibscryptKdf();
+    if (process.env.CI !== undefined) expect(library).not.toBeNull();
+    expect(scryptKdf().name).toBe((library ?? NODE_SCRYPT).name);
+  });
+
+  it("gives the RFC 7914 keys, whichever implementation", async () => {
+    for (const kdf of implementations()) {
+      for (const v of RFC_7914) {
+        const key = await kdf.derive(Buffer.from(v.passphrase), Buffer.from(v.salt), v.params, 64, MAXMEM);
+        expect(key.toString("hex"), kdf.name).toBe(v.hex);
+      }
+    }
+  });
+
+  it("libscrypt-kdf and node:crypto agree on random passphrases, salts, parameters and key lengths", async () => {
+    const library = loadLibscryptKdf();
+    if (library === null) return; // nothing to compare against on this machine
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 100 }),
+        fc.uint8Array({ maxLength: 64 }),
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 200 }),
+        async (passphrase, salt, logN, r, p, keyLength) => {
+          const params = { logN, r, p };
+          const [a, b] = await Promise.all([
+            NODE_SCRYPT.derive(passphrase, salt, params, keyLength, MAXMEM),
+            library.derive(passphrase, salt, params, keyLength, MAXMEM),
+          ]);
+          expect(b.equals(a)).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("runs derivations side by side without mixing their keys", async () => {
+    for (const kdf of implementations()) {
+      const salts = Array.from({ length: 6 }, (_, i) => Buffer.alloc(32, i));
+      const params = { logN: 12, r: 8, p: 1 };
+      const together = await Promise.all(salts.map((s) => kdf.derive(Buffer.from("pw"), s, params, 64, MAXMEM)));
+      const expected = await Promise.all(
+        salts.map((s) => NODE_SCRYPT.derive(Buffer.from("pw"), s, params, 64, MAXMEM)),
+      );
+      expect(
+        together.map((k) => k.toString("hex")),
+        kdf.name,
+      ).toEqual(expected.map((k) => k.toString("hex")));
+    }
+  });
+
+  it("is null when no named library loads or has the function", () => {
+    expect(loadLibscryptKdf(["libqbackup-does-not-exist.so.1"])).toBeNull();
+    expect(loadLibscryptKdf([])).toBeNull();
+    // a real library without either symbol
+    expect(loadLibscryptKdf(["libz.so.1"])).toBeNull();
+  });
+
+  it("looks for the library by its soname first", () => {
+    expect(LIBSCRYPT_KDF_NAMES[0]).toMatch(/^libscrypt-kdf\.(so\.1|1\.dylib)$/);
+  });
+});
