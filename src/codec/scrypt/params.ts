@@ -51,7 +51,8 @@ const BLOCK_BYTES_PER_R = 128;
 const MAXMEM_HEADROOM_BYTES = 1024 * 1024;
 /**
  * Node's `crypto.scrypt` takes N as a uint32, so logN 31 is the most it can run; libscrypt-kdf is held
- * to the same bound, so that what opens does not depend on which implementation a machine has.
+ * to the same bound. (OpenSSL also refuses N ≥ 2^(16·r), which Tarsnap accepts: a container with such
+ * parameters opens only where libscrypt-kdf is installed.)
  */
 const NODE_MAX_LOG_N = 31;
 
