@@ -90,6 +90,15 @@ describe("scrypt KDF implementations", () => {
     }
   });
 
+  it("libscrypt-kdf derives keys for parameters OpenSSL refuses (N ≥ 2^(16·r)), as the stock tool does", async () => {
+    const library = loadLibscryptKdf();
+    if (library === null) return; // only node:crypto here
+    const params = { logN: 16, r: 1, p: 1 };
+    await expect(NODE_SCRYPT.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM)).rejects.toThrow();
+    const key = await library.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM);
+    expect(key.length).toBe(64);
+  });
+
   it("is null when no named library loads or has the function", () => {
     expect(loadLibscryptKdf(["libqbackup-does-not-exist.so.1"])).toBeNull();
     expect(loadLibscryptKdf([])).toBeNull();
