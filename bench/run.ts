@@ -77,6 +77,13 @@ async function main(): Promise<void> {
   const rounds = quick ? 1 : 2;
   const runs = new Map<string, Run[]>();
   const record = (key: string, run: Run) => runs.set(key, [...(runs.get(key) ?? []), run]);
+  // restores, list and the sizes read the first round's backups
+  const first = rounds === 1 ? "" : "-1";
+  /** qbackup restores `backup` into `into`, timed under `key`, and the result is checked against the sources. */
+  const qbRestore = (key: string, name: string, backup: string, into: string) => {
+    record(key, timed(OUT, name, qb("restore", "-p", passFile, p(backup), p(into))));
+    check(p(into), "vm/private.img", "dom0-home/home-link");
+  };
   for (let round = 1; round <= rounds; round++) {
     const r = rounds === 1 ? "" : `-${round}`;
     console.error(`round ${round} of ${rounds}: create, defaults:`);
@@ -103,9 +110,8 @@ async function main(): Promise<void> {
     const [refCmd2, refEnv2] = refCreate(p(`ref-equal${r}.bin`), `--logN ${equal} -r 8 -p 1`);
     record("refEqual", timed(OUT, `reference create (logN ${equal})`, [...refCmd2], refEnv2));
 
-    // restores read the first round's backups; every run writes a directory of its own
+    // every restore writes a directory of its own
     console.error(`round ${round} of ${rounds}: restore:`);
-    const first = rounds === 1 ? "" : "-1";
     let extracted = "";
     record(
       "emergency",
@@ -114,24 +120,8 @@ async function main(): Promise<void> {
       }),
     );
     check(extracted, "vm1/private.img", "dom0-home/home-link");
-    record(
-      "qbRestoreStock",
-      timed(
-        OUT,
-        "qbackup restore, reference backup",
-        qb("restore", "-p", passFile, p(`ref-stock${first}.bin`), p(`qr-stock${r}`)),
-      ),
-    );
-    check(p(`qr-stock${r}`), "vm/private.img", "dom0-home/home-link");
-    record(
-      "qbRestoreOwn",
-      timed(
-        OUT,
-        "qbackup restore, qbackup default backup",
-        qb("restore", "-p", passFile, p(`qb-default${first}.bin`), p(`qr-own${r}`)),
-      ),
-    );
-    check(p(`qr-own${r}`), "vm/private.img", "dom0-home/home-link");
+    qbRestore("qbRestoreStock", "qbackup restore, reference backup", `ref-stock${first}.bin`, `qr-stock${r}`);
+    qbRestore("qbRestoreOwn", "qbackup restore, qbackup default backup", `qb-default${first}.bin`, `qr-own${r}`);
   }
   const best = (key: string): Run => {
     const all = runs.get(key)!;
@@ -141,7 +131,7 @@ async function main(): Promise<void> {
   };
   const [refDefault, qbCreate, qbEqual, refEqual] = ["refDefault", "qbCreate", "qbEqual", "refEqual"].map(best);
   const [emergency, qbRestoreStock, qbRestoreOwn] = ["emergency", "qbRestoreStock", "qbRestoreOwn"].map(best);
-  const defaultBackup = p(`qb-default${rounds === 1 ? "" : "-1"}.bin`);
+  const defaultBackup = p(`qb-default${first}.bin`);
   const qbList = timed(OUT, "qbackup list, qbackup default backup", qb("list", "-p", passFile, defaultBackup));
 
   console.error("checking qbackup's backups with the emergency procedure:");
@@ -205,7 +195,7 @@ async function main(): Promise<void> {
       qbackupShare: floor.seconds / qbCreate.seconds,
     },
     backups: {
-      referenceStockBytes: fs.statSync(p(`ref-stock${rounds === 1 ? "" : "-1"}.bin`)).size,
+      referenceStockBytes: fs.statSync(p(`ref-stock${first}.bin`)).size,
       qbackupDefaultBytes: fs.statSync(defaultBackup).size,
     },
   };
