@@ -30,20 +30,18 @@ const RFC_7914 = [
   },
 ];
 
-const implementations = (): ScryptKdf[] => {
-  const library = loadLibscryptKdf();
-  return library === null ? [NODE_SCRYPT] : [NODE_SCRYPT, library];
-};
+/** libscrypt-kdf as this machine has it (null: not installed), loaded once for the whole file. */
+const library = loadLibscryptKdf();
+const implementations: ScryptKdf[] = library === null ? [NODE_SCRYPT] : [NODE_SCRYPT, library];
 
 describe("scrypt KDF implementations", () => {
   it("libscrypt-kdf is found where it is installed (CI installs libscrypt-kdf1), and is then the one used", () => {
-    const library = loadLibscryptKdf();
     if (process.env.CI !== undefined) expect(library).not.toBeNull();
     expect(scryptKdf().name).toBe((library ?? NODE_SCRYPT).name);
   });
 
   it("gives the RFC 7914 keys, whichever implementation", async () => {
-    for (const kdf of implementations()) {
+    for (const kdf of implementations) {
       for (const v of RFC_7914) {
         const key = await kdf.derive(Buffer.from(v.passphrase), Buffer.from(v.salt), v.params, 64, MAXMEM);
         expect(key.toString("hex"), kdf.name).toBe(v.hex);
@@ -52,7 +50,6 @@ describe("scrypt KDF implementations", () => {
   });
 
   it("libscrypt-kdf and node:crypto agree on random passphrases, salts, parameters and key lengths", async () => {
-    const library = loadLibscryptKdf();
     if (library === null) return; // nothing to compare against on this machine
     await fc.assert(
       fc.asyncProperty(
@@ -76,7 +73,7 @@ describe("scrypt KDF implementations", () => {
   });
 
   it("runs derivations side by side without mixing their keys", async () => {
-    for (const kdf of implementations()) {
+    for (const kdf of implementations) {
       const salts = Array.from({ length: 6 }, (_, i) => Buffer.alloc(32, i));
       const params = { logN: 12, r: 8, p: 1 };
       const together = await Promise.all(salts.map((s) => kdf.derive(Buffer.from("pw"), s, params, 64, MAXMEM)));
@@ -91,7 +88,6 @@ describe("scrypt KDF implementations", () => {
   });
 
   it("libscrypt-kdf derives keys for parameters OpenSSL refuses (N ≥ 2^(16·r)), as the stock tool does", async () => {
-    const library = loadLibscryptKdf();
     if (library === null) return; // only node:crypto here
     const params = { logN: 16, r: 1, p: 1 };
     await expect(NODE_SCRYPT.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM)).rejects.toThrow();
