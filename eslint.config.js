@@ -33,6 +33,21 @@ export default tseslint.config(
     },
   },
   {
+    // The one exception: scrypt's WebAssembly core runs on worker threads, as node:crypto's scrypt
+    // runs on libuv's pool. A pure function of its inputs, only off the event loop.
+    files: ["src/codec/scrypt/wasm-kdf.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: nodeIo
+            .filter((name) => name !== "node:worker_threads")
+            .map((name) => ({ name, message: "codecs are pure: no I/O here" })),
+        },
+      ],
+    },
+  },
+  {
     files: ["src/create/**/*.ts", "src/runtime/**/*.ts"],
     ignores: ["**/*.test.ts"],
     rules: {

@@ -1,12 +1,14 @@
 /**
- * The two scrypt implementations agree byte for byte (RFC 7914 vectors and random parameters), the
- * library is found where CI installs it (libscrypt-kdf1), and a missing library means node:crypto.
+ * The scrypt implementations agree byte for byte (RFC 7914 vectors and random parameters), the
+ * WebAssembly one is used wherever the engine runs it, the library is found where CI installs it
+ * (libscrypt-kdf1), and a missing library means node:crypto behind the WebAssembly one.
  */
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { LIBSCRYPT_KDF_NAMES, NODE_SCRYPT, loadLibscryptKdf, scryptKdf } from "./kdf.js";
 import type { ScryptKdf } from "./kdf.js";
+import { WasmScrypt } from "./wasm-kdf.js";
 
 const MAXMEM = 64 * 1024 * 1024;
 
@@ -32,12 +34,17 @@ const RFC_7914 = [
 
 /** libscrypt-kdf as this machine has it (null: not installed), loaded once for the whole file. */
 const library = loadLibscryptKdf();
-const implementations: ScryptKdf[] = library === null ? [NODE_SCRYPT] : [NODE_SCRYPT, library];
+/** The WebAssembly one, with node:crypto behind it (Node 20+ compiles it everywhere). */
+const wasm = WasmScrypt.load(NODE_SCRYPT)!;
+/** The ones compared against node:crypto. */
+const others: ScryptKdf[] = library === null ? [wasm] : [wasm, library];
+const implementations: ScryptKdf[] = [NODE_SCRYPT, ...others];
 
 describe("scrypt KDF implementations", () => {
-  it("libscrypt-kdf is found where it is installed (CI installs libscrypt-kdf1), and is then the one used", () => {
+  it("the WebAssembly one is used; libscrypt-kdf is found where it is installed (CI installs libscrypt-kdf1)", () => {
     if (process.env.CI !== undefined) expect(library).not.toBeNull();
-    expect(scryptKdf().name).toBe((library ?? NODE_SCRYPT).name);
+    expect(wasm).not.toBeNull();
+    expect(scryptKdf().name).toBe(wasm.name);
   });
 
   it("gives the RFC 7914 keys, whichever implementation", async () => {
@@ -49,8 +56,7 @@ describe("scrypt KDF implementations", () => {
     }
   });
 
-  it("libscrypt-kdf and node:crypto agree on random passphrases, salts, parameters and key lengths", async () => {
-    if (library === null) return; // nothing to compare against on this machine
+  it("every implementation agrees with node:crypto on random passphrases, salts, parameters and key lengths", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.uint8Array({ maxLength: 100 }),
@@ -61,11 +67,10 @@ describe("scrypt KDF implementations", () => {
         fc.integer({ min: 1, max: 200 }),
         async (passphrase, salt, logN, r, p, keyLength) => {
           const params = { logN, r, p };
-          const [a, b] = await Promise.all([
-            NODE_SCRYPT.derive(passphrase, salt, params, keyLength, MAXMEM),
-            library.derive(passphrase, salt, params, keyLength, MAXMEM),
-          ]);
-          expect(b.equals(a)).toBe(true);
+          const [want, ...got] = await Promise.all(
+            implementations.map((kdf) => kdf.derive(passphrase, salt, params, keyLength, MAXMEM)),
+          );
+          for (const [i, key] of got.entries()) expect(key.equals(want!), others[i]!.name).toBe(true);
         },
       ),
       { numRuns: 60 },
@@ -87,12 +92,13 @@ describe("scrypt KDF implementations", () => {
     }
   });
 
-  it("libscrypt-kdf derives keys for parameters OpenSSL refuses (N ≥ 2^(16·r)), as the stock tool does", async () => {
-    if (library === null) return; // only node:crypto here
+  it("libscrypt-kdf and the WebAssembly one derive keys for parameters OpenSSL refuses (N ≥ 2^(16·r)), alike", async () => {
     const params = { logN: 16, r: 1, p: 1 };
     await expect(NODE_SCRYPT.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM)).rejects.toThrow();
-    const key = await library.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM);
+    const key = await wasm.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM);
     expect(key.length).toBe(64);
+    if (library === null) return; // nothing to compare it with here
+    expect(key.equals(await library.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM))).toBe(true);
   });
 
   it("is null when no named library loads or has the function", () => {

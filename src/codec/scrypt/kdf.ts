@@ -1,14 +1,17 @@
 /**
- * The scrypt KDF itself (RFC 7914), from one of two implementations that give the same bytes:
+ * The scrypt KDF itself (RFC 7914), from one of three implementations that give the same bytes.
+ * Key derivation is most of the CPU of a backup or a restore, so the fastest one that works here:
  *
+ * - our WebAssembly SIMD core on worker threads (wasm-kdf.ts, romix-wat.ts): ~0.45 s per logN-18
+ *   key on this project's machine, and its memory is reused from key to key. Used wherever the
+ *   engine compiles it and a known answer matches; keys above 4 GiB of memory go to the next one.
  * - Tarsnap's, from the system's libscrypt-kdf (Debian: libscrypt-kdf1), called through koffi: the
- *   code the stock `scrypt` tool runs, with its SSE2 core, 1.2–1.35× faster per key than
- *   node:crypto's here. Key derivation is most of the CPU of a backup or a restore, and the
- *   emergency procedure we are measured against runs this very code.
+ *   code the stock `scrypt` tool runs, ~0.85 s per logN-18 key here, 1.2–1.35× faster than
+ *   node:crypto's. It also takes N ≥ 2^(16·r), which OpenSSL refuses.
  * - node:crypto's (OpenSSL's portable C), wherever the library or koffi is missing, or the library
  *   fails a known-answer check against node:crypto when it is loaded.
  *
- * Both run on a thread of their own (libuv's pool, koffi's async pool), never on the event loop.
+ * All run on threads of their own (workers, koffi's async pool, libuv's pool), never on the event loop.
  */
 
 import { scrypt, scryptSync } from "node:crypto";
@@ -16,6 +19,7 @@ import { createRequire } from "node:module";
 import type Koffi from "koffi";
 import type { KoffiFunc, LibraryHandle } from "koffi";
 import type { ScryptParams } from "./params.js";
+import { WasmScrypt } from "./wasm-kdf.js";
 
 export interface ScryptKdf {
   /** What derives the keys, for messages and the benchmark. */
@@ -159,8 +163,14 @@ export function loadLibscryptKdf(names: readonly string[] = LIBSCRYPT_KDF_NAMES)
 
 let chosen: ScryptKdf | undefined;
 
-/** The implementation every key derivation uses: libscrypt-kdf when it is here and sound, else node:crypto. */
+/**
+ * The implementation every key derivation uses: the WebAssembly one where the engine runs it, with
+ * libscrypt-kdf (when it is here and sound) or else node:crypto behind it.
+ */
 export function scryptKdf(): ScryptKdf {
-  chosen ??= loadLibscryptKdf() ?? NODE_SCRYPT;
+  if (chosen === undefined) {
+    const native = loadLibscryptKdf() ?? NODE_SCRYPT;
+    chosen = WasmScrypt.load(native) ?? native;
+  }
   return chosen;
 }

@@ -50,9 +50,10 @@ const BLOCK_BYTES_PER_R = 128;
 /** Headroom added to `maxmem` on top of OpenSSL's exact need, so rounding never trips it. */
 const MAXMEM_HEADROOM_BYTES = 1024 * 1024;
 /**
- * Node's `crypto.scrypt` takes N as a uint32, so logN 31 is the most it can run; libscrypt-kdf is held
- * to the same bound. (OpenSSL also refuses N ≥ 2^(16·r), which Tarsnap accepts: a container with such
- * parameters opens only where libscrypt-kdf is installed.)
+ * Node's `crypto.scrypt` takes N as a uint32, so logN 31 is the most it can run; the other
+ * implementations (kdf.ts) are held to the same bound, so what opens does not depend on which one
+ * runs. (OpenSSL also refuses N ≥ 2^(16·r), which Tarsnap accepts; the WebAssembly implementation
+ * and libscrypt-kdf derive those keys.)
  */
 const NODE_MAX_LOG_N = 31;
 
