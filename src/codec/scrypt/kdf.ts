@@ -2,7 +2,7 @@
  * The scrypt KDF itself (RFC 7914), from one of three implementations that give the same bytes.
  * Key derivation is most of the CPU of a backup or a restore, so the fastest one that works here:
  *
- * - our WebAssembly SIMD core on worker threads (wasm-kdf.ts, romix-wat.ts): ~0.45 s per logN-18
+ * - our WebAssembly SIMD core on worker threads (wasm-kdf.ts, romix-wat.ts): ~0.55 s per logN-18
  *   key on this project's machine, and its memory is reused from key to key. Used wherever the
  *   engine compiles it and a known answer matches; keys above 4 GiB of memory go to the next one.
  * - Tarsnap's, from the system's libscrypt-kdf (Debian: libscrypt-kdf1), called through koffi: the

@@ -1,7 +1,7 @@
 /**
  * scrypt's memory-hard core (ROMix with BlockMix over Salsa20/8, RFC 7914 §4–6) as a WebAssembly
  * module using 128-bit SIMD, written here as WebAssembly text because no maintained package has a
- * SIMD one: on this project's 2-core machine it derives a logN-18 key in ~0.45 s, against ~0.85 s
+ * SIMD one: on this project's 2-core machine it derives a logN-18 key in ~0.55 s, against ~0.85 s
  * for libscrypt-kdf's and ~1.1 s for node:crypto's portable C, and its memory stays mapped from
  * one key to the next instead of being faulted in again every time.
  *
