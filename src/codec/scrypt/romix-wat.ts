@@ -53,23 +53,25 @@ function lanes(v: string, order: readonly number[]): string {
 }
 
 /**
- * One Salsa20 double round on the diagonal vectors a, b, c, d: the column round, then the row round
- * (the same four steps with b and d exchanged, after rotating b, c, d into row position).
+ * Four quarter-round steps on vectors (x0, x1, x2, x3): x1 ^= rotl(x0 + x3, 7), x2 ^= rotl(x1 + x0, 9),
+ * x3 ^= rotl(x2 + x1, 13), x0 ^= rotl(x3 + x2, 18), each lane-wise.
+ */
+function quarterSteps(x0: string, x1: string, x2: string, x3: string): string {
+  const [r1, r2, r3, r4] = ROTATIONS;
+  return [step(x1, x0, x3, r1), step(x2, x1, x0, r2), step(x3, x2, x1, r3), step(x0, x3, x2, r4)].join("\n");
+}
+
+/**
+ * One Salsa20 double round on the diagonal vectors a, b, c, d: the column round, then the row round,
+ * which is the same steps with b and d exchanged once b, c, d are rotated into row position.
  */
 function doubleRound(): string {
-  const [r1, r2, r3, r4] = ROTATIONS;
   return [
-    step("b", "a", "d", r1),
-    step("c", "b", "a", r2),
-    step("d", "c", "b", r3),
-    step("a", "d", "c", r4),
+    quarterSteps("a", "b", "c", "d"),
     lanes("b", [3, 0, 1, 2]),
     lanes("c", [2, 3, 0, 1]),
     lanes("d", [1, 2, 3, 0]),
-    step("d", "a", "b", r1),
-    step("c", "d", "a", r2),
-    step("b", "c", "d", r3),
-    step("a", "b", "c", r4),
+    quarterSteps("a", "d", "c", "b"),
     lanes("b", [1, 2, 3, 0]),
     lanes("c", [2, 3, 0, 1]),
     lanes("d", [3, 0, 1, 2]),
