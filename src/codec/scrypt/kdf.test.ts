@@ -35,7 +35,7 @@ const RFC_7914 = [
 /** libscrypt-kdf as this machine has it (null: not installed), loaded once for the whole file. */
 const library = loadLibscryptKdf();
 /** The WebAssembly one, with node:crypto behind it (Node 20+ compiles it everywhere). */
-const wasm = WasmScrypt.load(NODE_SCRYPT)!;
+const wasm = WasmScrypt.load(() => NODE_SCRYPT)!;
 /** The ones compared against node:crypto. */
 const others: ScryptKdf[] = library === null ? [wasm] : [wasm, library];
 const implementations: ScryptKdf[] = [NODE_SCRYPT, ...others];

@@ -161,16 +161,20 @@ export function loadLibscryptKdf(names: readonly string[] = LIBSCRYPT_KDF_NAMES)
   return null;
 }
 
+let native: ScryptKdf | undefined;
 let chosen: ScryptKdf | undefined;
+
+/** libscrypt-kdf when it is here and sound, else node:crypto; loaded on first use (koffi and a KDF: ~20 ms). */
+function nativeKdf(): ScryptKdf {
+  native ??= loadLibscryptKdf() ?? NODE_SCRYPT;
+  return native;
+}
 
 /**
  * The implementation every key derivation uses: the WebAssembly one where the engine runs it, with
  * libscrypt-kdf (when it is here and sound) or else node:crypto behind it.
  */
 export function scryptKdf(): ScryptKdf {
-  if (chosen === undefined) {
-    const native = loadLibscryptKdf() ?? NODE_SCRYPT;
-    chosen = WasmScrypt.load(native) ?? native;
-  }
+  chosen ??= WasmScrypt.load(nativeKdf) ?? nativeKdf();
   return chosen;
 }

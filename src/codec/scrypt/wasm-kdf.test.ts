@@ -35,7 +35,7 @@ describe("WebAssembly scrypt", () => {
   });
 
   it("gives RFC 7914's logN-14 key (16 MiB of memory)", async () => {
-    const kdf = WasmScrypt.load(NODE_SCRYPT)!;
+    const kdf = WasmScrypt.load(() => NODE_SCRYPT)!;
     const key = await kdf.derive(
       Buffer.from("pleaseletmein"),
       Buffer.from("SodiumChloride"),
@@ -50,7 +50,7 @@ describe("WebAssembly scrypt", () => {
   });
 
   it("queues keys beyond its workers and gives each its own, also from a worker whose memory is larger than the key needs", async () => {
-    const kdf = WasmScrypt.load(NODE_SCRYPT, { maxWorkers: 2 })!;
+    const kdf = WasmScrypt.load(() => NODE_SCRYPT, { maxWorkers: 2 })!;
     const jobs = [10, 12, 9, 12, 11, 8, 10].map((logN, i) => ({
       salt: Buffer.alloc(16, i),
       params: { logN, r: 4, p: 1 },
@@ -62,9 +62,21 @@ describe("WebAssembly scrypt", () => {
     expect(keys.map((k) => k.toString("hex"))).toEqual(expected.map((k) => k.toString("hex")));
   });
 
+  it("does not ask for its fallback (libscrypt-kdf's loading) while the module derives every key", async () => {
+    let asked = 0;
+    const kdf = WasmScrypt.load(() => {
+      asked++;
+      return NODE_SCRYPT;
+    })!;
+    await kdf.derive(Buffer.from("pw"), Buffer.alloc(32), { logN: 10, r: 8, p: 1 }, 64, MAXMEM);
+    expect(asked).toBe(0);
+    await kdf.derive(Buffer.from("pw"), Buffer.alloc(32), { logN: 22, r: 8, p: 1 }, 64, MAXMEM).catch(() => undefined);
+    expect(asked).toBe(1); // 4 GiB: the fallback's turn (node:crypto refuses it under this maxmem)
+  });
+
   it("leaves keys over 4 GiB of memory to the fallback, without starting a worker for them", async () => {
     const fallback = recordingFallback();
-    const kdf = WasmScrypt.load(fallback)!;
+    const kdf = WasmScrypt.load(() => fallback)!;
     const huge = { logN: 22, r: 8, p: 1 }; // 4 GiB: V alone fills the 32-bit address space
     expect(kdf.fits(huge)).toBe(false);
     expect(kdf.fits({ logN: 21, r: 8, p: 1 })).toBe(true);
@@ -79,7 +91,7 @@ describe("WebAssembly scrypt", () => {
     const broken = text.replace("(i32.const 7)", "(i32.const 8)").replace("(i32.const 25)", "(i32.const 24)");
     expect(broken).not.toBe(text);
     const fallback = recordingFallback();
-    const kdf = WasmScrypt.load(fallback, { module: await compileWat(broken) })!;
+    const kdf = WasmScrypt.load(() => fallback, { module: await compileWat(broken) })!;
     const params = { logN: 10, r: 8, p: 1 };
     const [a, b] = await Promise.all([
       kdf.derive(Buffer.from("pw"), Buffer.alloc(32), params, 64, MAXMEM),
@@ -92,6 +104,6 @@ describe("WebAssembly scrypt", () => {
   });
 
   it("is null where the bytes do not compile", () => {
-    expect(WasmScrypt.load(NODE_SCRYPT, { module: Buffer.from("not wasm") })).toBeNull();
+    expect(WasmScrypt.load(() => NODE_SCRYPT, { module: Buffer.from("not wasm") })).toBeNull();
   });
 });

@@ -175,15 +175,19 @@ export class WasmScrypt implements ScryptKdf {
 
   private constructor(
     private readonly module: CompiledModule,
-    private readonly fallback: ScryptKdf,
+    private readonly fallback: () => ScryptKdf,
     private readonly maxWorkers: number,
   ) {}
 
   /**
-   * Null when this engine cannot compile the module (no WebAssembly, or no SIMD). `module` replaces
-   * the built-in bytes (tests), `maxWorkers` the number of cores.
+   * Null when this engine cannot compile the module (no WebAssembly, or no SIMD). `fallback` gives
+   * the implementation behind it, asked for only when a key first needs it. `module` replaces the
+   * built-in bytes (tests), `maxWorkers` the number of cores.
    */
-  static load(fallback: ScryptKdf, options: { maxWorkers?: number; module?: Uint8Array } = {}): WasmScrypt | null {
+  static load(
+    fallback: () => ScryptKdf,
+    options: { maxWorkers?: number; module?: Uint8Array } = {},
+  ): WasmScrypt | null {
     if (engine === undefined) return null;
     let module: CompiledModule;
     try {
@@ -207,10 +211,12 @@ export class WasmScrypt implements ScryptKdf {
 
   /** A function of its own (not a method), as every ScryptKdf's: callers may pass it around. */
   readonly derive: ScryptKdf["derive"] = async (passphrase, salt, params, keyLength, maxmem) => {
-    const viaFallback = () =>
-      this.fallback.derive(passphrase, salt, params, keyLength, maxmem).catch((err: unknown) => {
-        throw new Error(`${this.fallback.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    const viaFallback = () => {
+      const fallback = this.fallback();
+      return fallback.derive(passphrase, salt, params, keyLength, maxmem).catch((err: unknown) => {
+        throw new Error(`${fallback.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       });
+    };
     if (this.unusable !== undefined || !this.fits(params)) return viaFallback();
     let worker: RomixWorker;
     try {
