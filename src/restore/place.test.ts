@@ -67,6 +67,47 @@ describe("OutputDirectory", () => {
   });
 });
 
+describe("OutputDirectory with many small files (written by a worker thread)", () => {
+  let dir: string;
+  beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "qb-place-many-"))));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const small = (p: string, text: string): [InnerEntry, AsyncGenerator<DataPiece>] => [
+    { ...fileEntry(p, text.length), mode: 0o640 },
+    pieces({ offset: 0, bytes: Buffer.from(text) }),
+  ];
+
+  it("publishes every file, and a hard link to one still on its way, complete", async () => {
+    const out = await OutputDirectory.create(dir, path.join(dir, "home"), false);
+    for (let i = 0; i < 3000; i++) await out.place(`d${i % 10}/f${i}`, ...small(`d${i % 10}/f${i}`, `file ${i}\n`));
+    const hard: InnerEntry = { ...base, path: "d0/hard", type: "hardlink", size: 0, linkname: "d9/f2999" };
+    await out.place("d0/hard", hard, pieces(), "d9/f2999");
+    await out.finish();
+    await out.commit();
+    const home = path.join(dir, "home");
+    expect(fs.readdirSync(home).flatMap((d) => fs.readdirSync(path.join(home, d)))).toHaveLength(3001);
+    expect(fs.readFileSync(path.join(home, "d7/f1237"), "utf8")).toBe("file 1237\n");
+    expect(fs.statSync(path.join(home, "d7/f1237")).mode & 0o777).toBe(0o640);
+    expect(fs.readFileSync(path.join(home, "d0/hard"), "utf8")).toBe("file 2999\n");
+  });
+
+  it("leaves nothing behind when aborted while files are being written", async () => {
+    const out = await OutputDirectory.create(dir, path.join(dir, "gone"), false);
+    for (let i = 0; i < 2000; i++) await out.place(`f${i}`, ...small(`f${i}`, "x".repeat(2000)));
+    await out.abort();
+    expect(fs.readdirSync(dir).filter((f) => f.includes("gone"))).toEqual([]);
+  });
+
+  it("fails the restore of the directory when a file cannot be written, and removes it", async () => {
+    const out = await OutputDirectory.create(dir, path.join(dir, "clash"), false);
+    for (let i = 0; i < 100; i++) await out.place(`f${i}`, ...small(`f${i}`, "x"));
+    fs.writeFileSync(path.join(out.root, "f100"), "appeared meanwhile"); // created behind the restore's back
+    await out.place("f100", ...small("f100", "x"));
+    await expect(out.finish()).rejects.toMatchObject({ code: "ERR_DEST_EXISTS" });
+    await out.abort();
+    expect(fs.readdirSync(dir).filter((f) => f.includes("clash"))).toEqual([]);
+  });
+});
+
 describe("resolveInside", () => {
   const links = new Map([
     ["a", "."],

@@ -22,14 +22,18 @@ import { isAllZero } from "../codec/tar/index.js";
 import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { pathExists } from "../runtime/paths.js";
+import { SmallFileWriter } from "./file-writer.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
 /**
- * Files up to this size are written with synchronous calls: a home directory holds tens of
- * thousands of small files, and six threadpool round trips per file cost more than the writes.
+ * Files up to this size are gathered whole and written with synchronous calls: a home directory
+ * holds tens of thousands of small files, and six threadpool round trips per file cost more than
+ * the writes. Past the first SMALL_FILES_HERE of a directory they are written by a worker thread
+ * (file-writer.ts), so that the main thread goes on with the next ones meanwhile.
  */
 const SMALL_FILE = 256 * 1024;
+const SMALL_FILES_HERE = 64;
 const MAX_SYMLINK_DEPTH = 40;
 
 type Kind = "directory" | "file" | "symlink";
@@ -67,6 +71,9 @@ export class OutputDirectory {
   /** Directories created because an entry needed a parent; their own entry may still come. */
   private readonly implicitDirs = new Set<string>([""]);
   private state: "open" | "committed" | "aborted" = "open";
+  private smallFiles = 0;
+  /** Started once the directory has more than SMALL_FILES_HERE small files. */
+  private writer: SmallFileWriter | undefined;
 
   private constructor(
     /** The temporary directory everything is written into. */
@@ -148,7 +155,10 @@ export class OutputDirectory {
           );
         }
         this.kinds.set(rel, "file");
-        if (!this.dryRun) await fs.link(this.abs(linkRel), this.abs(rel));
+        if (!this.dryRun) {
+          await this.writer?.flush(); // the file linked to may still be on its way
+          await fs.link(this.abs(linkRel), this.abs(rel));
+        }
         return drain(data);
       }
       default:
@@ -166,6 +176,11 @@ export class OutputDirectory {
       for await (const piece of data) {
         piece.bytes.copy(content, piece.offset);
         bytes += piece.bytes.length;
+      }
+      if (++this.smallFiles > SMALL_FILES_HERE) {
+        this.writer ??= new SmallFileWriter();
+        await this.writer.write(file, content, entry.mode & 0o777, entry.mtime);
+        return bytes;
       }
       onDestination(file, () => {
         const fd = fsSync.openSync(file, flags, 0o600);
@@ -199,8 +214,9 @@ export class OutputDirectory {
     return bytes;
   }
 
-  /** Check every symlink, then set directory modes and times (deepest first). */
+  /** Wait for the files still being written, check every symlink, then set directory modes and times (deepest first). */
   async finish(): Promise<void> {
+    await this.drainWriter();
     for (const [rel, target] of this.symlinks) {
       if (resolveInside(this.symlinks, parentComponents(rel), target, 0) === null) {
         throw unsafe(`symlink ${rel} -> ${target} points outside the restored directory`);
@@ -229,6 +245,7 @@ export class OutputDirectory {
   async commit(): Promise<void> {
     if (this.state !== "open")
       throw new QbackupError("ERR_INTERNAL", `commit of an output directory that is ${this.state}`);
+    if (!this.dryRun) await this.drainWriter(); // a failure here leaves the directory to abort()
     this.state = "committed";
     if (this.dryRun) return;
     const parent = path.dirname(this.finalPath);
@@ -247,7 +264,20 @@ export class OutputDirectory {
   async abort(): Promise<void> {
     if (this.state !== "open") return;
     this.state = "aborted";
+    await this.writer?.close(); // before removing: nothing is created behind the removal
+    this.writer = undefined;
     if (!this.dryRun) await this.removeTemp();
+  }
+
+  private async drainWriter(): Promise<void> {
+    const writer = this.writer;
+    if (writer === undefined) return;
+    this.writer = undefined;
+    try {
+      await writer.flush();
+    } finally {
+      await writer.close();
+    }
   }
 
   private async removeTemp(): Promise<void> {
