@@ -37,7 +37,7 @@ const { parentPort, workerData } = require("node:worker_threads");
 const fs = require("node:fs");
 let failed = false;
 parentPort.on("message", ({ files, data }) => {
-  if (failed) return parentPort.postMessage({ skipped: true });
+  if (failed) return parentPort.postMessage({});
   const bytes = new Uint8Array(data);
   for (const f of files) {
     try {
@@ -58,7 +58,7 @@ parentPort.on("message", ({ files, data }) => {
 });
 `;
 
-type Reply = { skipped?: true; failed?: { path: string; code?: string; message: string } };
+type Reply = { failed?: { path: string; code?: string; message: string } };
 
 export class SmallFileWriter {
   private readonly worker: Worker;

@@ -29,8 +29,8 @@ const HOLE_WINDOW = 64 * 1024;
 /**
  * Files up to this size are gathered whole and written with synchronous calls: a home directory
  * holds tens of thousands of small files, and six threadpool round trips per file cost more than
- * the writes. Past the first SMALL_FILES_HERE of a directory they are written by a worker thread
- * (file-writer.ts), so that the main thread goes on with the next ones meanwhile.
+ * the writes. Past the first SMALL_FILES_HERE of an output directory (a qube's) they are written
+ * by a worker thread (file-writer.ts), so that the main thread goes on with the next ones meanwhile.
  */
 const SMALL_FILE = 256 * 1024;
 const SMALL_FILES_HERE = 64;
@@ -72,7 +72,7 @@ export class OutputDirectory {
   private readonly implicitDirs = new Set<string>([""]);
   private state: "open" | "committed" | "aborted" = "open";
   private smallFiles = 0;
-  /** Started once the directory has more than SMALL_FILES_HERE small files. */
+  /** Started once this output has more than SMALL_FILES_HERE small files. */
   private writer: SmallFileWriter | undefined;
 
   private constructor(
