@@ -1,7 +1,7 @@
 /**
  * `npm run build:romix`: compiles the scrypt core's WebAssembly text (src/codec/scrypt/romix-wat.ts)
  * with wabt and writes the bytes, base64, to src/codec/scrypt/romix-wasm.ts, which is committed so
- * that neither the build nor an install needs wabt. romix-wasm.test.ts fails when the two drift.
+ * that neither the build nor an install needs wabt. wasm-kdf.test.ts fails when the two drift.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
