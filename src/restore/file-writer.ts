@@ -20,7 +20,8 @@ const BATCH_FILES = 512;
 /** Batches sent and not yet written; write() waits beyond this (bounded memory). */
 const MAX_IN_FLIGHT = 4;
 
-const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+/** How every restored file is created: new (never an existing one), never through a symlink. */
+export const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
 
 interface FileRecord {
   path: string;

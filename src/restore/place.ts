@@ -15,14 +15,13 @@
  */
 import { randomBytes } from "node:crypto";
 import * as fsSync from "node:fs";
-import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { isAllZero } from "../codec/tar/index.js";
 import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { pathExists } from "../runtime/paths.js";
-import { SmallFileWriter } from "./file-writer.js";
+import { CREATE_FLAGS, SmallFileWriter } from "./file-writer.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
@@ -169,7 +168,6 @@ export class OutputDirectory {
   private async writeFile(rel: string, entry: InnerEntry, data: AsyncIterable<DataPiece>): Promise<number> {
     if (this.dryRun) return drain(data);
     const file = this.abs(rel);
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
     if (entry.size <= SMALL_FILE) {
       const content = Buffer.alloc(entry.size);
       let bytes = 0;
@@ -183,7 +181,7 @@ export class OutputDirectory {
         return bytes;
       }
       onDestination(file, () => {
-        const fd = fsSync.openSync(file, flags, 0o600);
+        const fd = fsSync.openSync(file, CREATE_FLAGS, 0o600);
         try {
           fsSync.writeSync(fd, content);
           fsSync.fchmodSync(fd, entry.mode & 0o777);
@@ -194,7 +192,7 @@ export class OutputDirectory {
       });
       return bytes;
     }
-    const handle = await fs.open(file, flags, 0o600).catch((err: unknown) => {
+    const handle = await fs.open(file, CREATE_FLAGS, 0o600).catch((err: unknown) => {
       throw destinationError(err, file);
     });
     let bytes = 0;
