@@ -2,8 +2,14 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { NODE_ZLIB, loadLibdeflate } from "../runtime/block-gzip.js";
+import type { BlockGzip } from "../runtime/block-gzip.js";
 import { byteEntropy, looksIncompressible } from "./entropy.js";
 import { parallelGzip } from "./parallel-gzip.js";
+
+/** Both compressors a create may use (libdeflate where installed: CI installs libdeflate0). */
+const libdeflate = loadLibdeflate();
+const engines: BlockGzip[] = libdeflate === null ? [NODE_ZLIB] : [NODE_ZLIB, libdeflate];
 
 async function* pieces(data: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let off = 0; off < data.length; off += size) yield data.subarray(off, off + size);
@@ -18,7 +24,7 @@ async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
 const text = (n: number) =>
   Buffer.from("the quick brown fox jumps over the lazy dog; ".repeat(Math.ceil(n / 45))).subarray(0, n);
 
-describe("parallelGzip", () => {
+describe.each(engines.map((engine) => [engine.name, engine] as const))("parallelGzip with %s", (_name, engine) => {
   it.each([
     ["empty", Buffer.alloc(0)],
     ["smaller than a block", text(1000)],
@@ -26,7 +32,7 @@ describe("parallelGzip", () => {
     ["text and random mixed", Buffer.concat([text(100_000), randomBytes(150_000), text(70_000)])],
   ])("%s: concatenated members decompress to the input, with zlib and with gzip -d", async (_name, input) => {
     for (const jobs of [1, 3]) {
-      const out = await collect(parallelGzip(pieces(input, 7777), { level: 1, jobs, blockSize: 65536 }));
+      const out = await collect(parallelGzip(pieces(input, 7777), { level: 1, jobs, blockSize: 65536, engine }));
       expect(gunzipSync(out).equals(input)).toBe(true);
       const r = spawnSync("gzip", ["-d", "-c"], { input: out, maxBuffer: 16 * 1024 * 1024 });
       expect(r.status).toBe(0);
@@ -45,7 +51,7 @@ describe("parallelGzip", () => {
       }
     }
     const copy = Buffer.from(input);
-    const out = await collect(parallelGzip(mixed(), { level: 1, jobs: 2, blockSize: 65536 }));
+    const out = await collect(parallelGzip(mixed(), { level: 1, jobs: 2, blockSize: 65536, engine }));
     expect(gunzipSync(out).equals(input)).toBe(true);
     expect(input.equals(copy)).toBe(true); // pieces are only read
     const r = spawnSync("gzip", ["-d", "-c"], { input: out, maxBuffer: 16 * 1024 * 1024 });
@@ -55,8 +61,8 @@ describe("parallelGzip", () => {
   it("compresses text and stores random data", async () => {
     const t = text(4 * 65536);
     const r = randomBytes(4 * 65536);
-    const zt = await collect(parallelGzip(pieces(t, 65536), { level: 1, jobs: 2, blockSize: 65536 }));
-    const zr = await collect(parallelGzip(pieces(r, 65536), { level: 1, jobs: 2, blockSize: 65536 }));
+    const zt = await collect(parallelGzip(pieces(t, 65536), { level: 1, jobs: 2, blockSize: 65536, engine }));
+    const zr = await collect(parallelGzip(pieces(r, 65536), { level: 1, jobs: 2, blockSize: 65536, engine }));
     expect(zt.length).toBeLessThan(t.length / 10);
     expect(zr.length).toBeGreaterThan(r.length); // stored, with framing
     expect(zr.length).toBeLessThan(r.length * 1.001);
@@ -67,7 +73,7 @@ describe("parallelGzip", () => {
       yield text(200_000);
       throw new Error("source broke");
     }
-    await expect(collect(parallelGzip(failing(), { level: 1, jobs: 2, blockSize: 65536 }))).rejects.toThrow(
+    await expect(collect(parallelGzip(failing(), { level: 1, jobs: 2, blockSize: 65536, engine }))).rejects.toThrow(
       "source broke",
     );
   });

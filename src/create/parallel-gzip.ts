@@ -1,7 +1,8 @@
 /**
  * gzip on several cores, readable by any gzip: the stream is cut into blocks, each block becomes
  * an independent gzip member (`gzip -d`, zlib and Qubes' restore read concatenated members as
- * one stream), compressed on the libuv threadpool, and the members are emitted in order.
+ * one stream), compressed on other threads (block-gzip.ts: libdeflate or node:zlib), and the
+ * members are emitted in order.
  * Blocks that look incompressible are stored (deflate level 0). deflate's window is 32 KiB, so
  * independent 1 MiB blocks cost almost no compression.
  *
@@ -10,26 +11,22 @@
  * them into blocks doubled the garbage. Smaller pieces (tar headers, small files) are gathered
  * into blocks. Pieces are only read, never kept after their member is done.
  *
- * The input is pumped eagerly by its own task, so the threadpool keeps compressing while the
+ * The input is pumped eagerly by its own task, so the other threads keep compressing while the
  * consumer seals and writes chunks; at most 2·jobs blocks are compressing or waiting to be
  * taken, which bounds memory to a few MiB.
  */
-import { promisify } from "node:util";
-import { gzip } from "node:zlib";
+import { blockGzip } from "../runtime/block-gzip.js";
+import type { BlockGzip } from "../runtime/block-gzip.js";
 import { looksIncompressible } from "./entropy.js";
 
-const gzipAsync = promisify(gzip);
 export const GZIP_BLOCK_SIZE = 1024 * 1024;
-
-/** Room for the whole member: deflate grows data by at most 5 bytes per 16 KiB, plus header and trailer. */
-function memberCapacity(length: number): number {
-  return length + Math.ceil(length / 16384) * 5 + 1024;
-}
 
 export interface ParallelGzipOptions {
   level: number;
   jobs: number;
   blockSize?: number;
+  /** What compresses each block; default: blockGzip()'s choice. */
+  engine?: BlockGzip;
 }
 
 export async function* parallelGzip(
@@ -37,6 +34,7 @@ export async function* parallelGzip(
   options: ParallelGzipOptions,
 ): AsyncGenerator<Buffer> {
   const blockSize = options.blockSize ?? GZIP_BLOCK_SIZE;
+  const engine = options.engine ?? blockGzip();
   const maxQueued = Math.max(2, options.jobs * 2);
   const queue: Array<Promise<Buffer>> = [];
   let wakeProducer: (() => void) | undefined;
@@ -53,9 +51,8 @@ export async function* parallelGzip(
 
   const submit = async (block: Buffer) => {
     while (queue.length >= maxQueued && !stopped) await new Promise<void>((r) => (wakeProducer = r));
-    // one output buffer large enough for the whole member: one threadpool task, not 64 round trips
     const level = looksIncompressible(block) ? 0 : options.level;
-    const p = gzipAsync(block, { level, chunkSize: memberCapacity(block.length) });
+    const p = engine.gzip(block, level);
     p.catch(() => undefined); // observed, in order, by the consumer
     queue.push(p);
     wake("consumer");
