@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { DEFAULT_SCRYPT_LOGN } from "../src/cli/create.js";
 import { scryptKdf } from "../src/codec/scrypt/kdf.js";
+import { blockGzip } from "../src/runtime/block-gzip.js";
 import { DEFAULT_GZIP_LEVEL } from "../src/create/compress.js";
 import { emergencyRestoreV4 } from "../test/support/emergency-v4.js";
 import { sha256File, snapshotTree } from "../test/support/sources.js";
@@ -186,6 +187,7 @@ async function main(): Promise<void> {
     rounds,
     cores: availableParallelism(),
     kdf: scryptKdf().name,
+    gzip: blockGzip().name,
     rows,
     list: { seconds: qbList.seconds, peakRssMiB: qbList.peakRssMiB },
     createFloor: {
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
 
   const fmt = (n: number, d = 1) => n.toFixed(d);
   console.log(
-    `\nqbackup benchmark (${quick ? "quick" : "full"}): ${fmt(data.dataBytes / MiB, 0)} MiB of data, ${results.cores} cores, scrypt from ${results.kdf}`,
+    `\nqbackup benchmark (${quick ? "quick" : "full"}): ${fmt(data.dataBytes / MiB, 0)} MiB of data, ${results.cores} cores, scrypt from ${results.kdf}, gzip from ${results.gzip}`,
   );
   console.log("| what | qbackup MiB/s | reference MiB/s | ratio | target | qbackup peak RSS MiB | temp bytes |");
   console.log("|---|---:|---:|---:|---:|---:|---:|");
