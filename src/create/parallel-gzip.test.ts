@@ -2,13 +2,13 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { NODE_ZLIB, loadLibdeflate } from "../runtime/block-gzip.js";
+import { NODE_ZLIB, loadLibdeflateGzip } from "../runtime/block-gzip.js";
 import type { BlockGzip } from "../runtime/block-gzip.js";
 import { byteEntropy, looksIncompressible } from "./entropy.js";
 import { parallelGzip } from "./parallel-gzip.js";
 
 /** Both compressors a create may use (libdeflate where installed: CI installs libdeflate0). */
-const libdeflate = loadLibdeflate();
+const libdeflate = loadLibdeflateGzip();
 const engines: BlockGzip[] = libdeflate === null ? [NODE_ZLIB] : [NODE_ZLIB, libdeflate];
 
 async function* pieces(data: Buffer, size: number): AsyncGenerator<Buffer> {

@@ -6,17 +6,11 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import {
-  LIBDEFLATE_NAMES,
-  LibdeflateGzip,
-  NODE_ZLIB,
-  bindLibdeflate,
-  blockGzip,
-  loadLibdeflate,
-} from "./block-gzip.js";
+import { LibdeflateGzip, NODE_ZLIB, blockGzip, loadLibdeflateGzip } from "./block-gzip.js";
 import type { BlockGzip } from "./block-gzip.js";
+import { LIBDEFLATE_NAMES, bindLibdeflate } from "./libdeflate.js";
 
-const library = loadLibdeflate();
+const library = loadLibdeflateGzip();
 const engines: BlockGzip[] = library === null ? [NODE_ZLIB] : [NODE_ZLIB, library];
 
 const text = (n: number) =>
@@ -77,25 +71,22 @@ describe("block gzip", () => {
   });
 
   it("is not taken from a file that is missing or is not libdeflate", () => {
-    expect(loadLibdeflate(["libqbackup-does-not-exist.so.0"])).toBeNull();
-    expect(loadLibdeflate([])).toBeNull();
-    expect(loadLibdeflate(["libz.so.1"])).toBeNull(); // loads, but has none of the functions
+    expect(loadLibdeflateGzip(["libqbackup-does-not-exist.so.0"])).toBeNull();
+    expect(loadLibdeflateGzip([])).toBeNull();
+    expect(loadLibdeflateGzip(["libz.so.1"])).toBeNull(); // loads, but has none of the functions
     expect(LIBDEFLATE_NAMES[0]).toMatch(/^libdeflate\.(so\.0|0\.dylib)$/);
   });
 
   it.runIf(library !== null)("a level the library refuses is compressed by node:zlib instead", async () => {
     const lib = bindLibdeflate(LIBDEFLATE_NAMES[0]!)!;
     const asked: number[] = [];
-    const refusingZero = new LibdeflateGzip(
-      {
-        ...lib,
-        alloc: (level) => {
-          asked.push(level);
-          return level === 0 ? null : lib.alloc(level);
-        },
+    const refusingZero = new LibdeflateGzip({
+      ...lib,
+      allocCompressor: (level) => {
+        asked.push(level);
+        return level === 0 ? null : lib.allocCompressor(level);
       },
-      "refuses 0",
-    );
+    });
     const block = text(200_000);
     for (let i = 0; i < 3; i++) {
       expect((await refusingZero.gzip(block, 0)).equals(await NODE_ZLIB.gzip(block, 0))).toBe(true);

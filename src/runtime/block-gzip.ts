@@ -9,11 +9,11 @@
  *   on a known answer.
  * - node:zlib on libuv's pool, everywhere else, and for a level the library refuses.
  */
-import { createRequire } from "node:module";
 import { promisify } from "node:util";
 import { gunzipSync, gzip, gzipSync } from "node:zlib";
-import type Koffi from "koffi";
 import { QbackupError } from "../errors.js";
+import { LIBDEFLATE_NAMES, bindLibdeflate } from "./libdeflate.js";
+import type { Handle, Libdeflate } from "./libdeflate.js";
 
 export interface BlockGzip {
   /** What compresses, for messages and the benchmark. */
@@ -38,46 +38,6 @@ export const NODE_ZLIB: BlockGzip = {
   gzipSync: (input, level) => gzipSync(input, { level, chunkSize: memberCapacity(input.length) }),
 };
 
-/** Where libdeflate may be found: its soname first, then the unversioned development link. */
-export const LIBDEFLATE_NAMES: readonly string[] =
-  process.platform === "darwin" ? ["libdeflate.0.dylib", "libdeflate.dylib"] : ["libdeflate.so.0", "libdeflate.so"];
-
-/** An opaque `struct libdeflate_compressor *`, as koffi hands it out. */
-type Compressor = object | bigint | number;
-
-/** The three functions of libdeflate a BlockGzip needs. */
-export interface Libdeflate {
-  alloc: (level: number) => Compressor | null;
-  bound: (c: Compressor, length: number) => number;
-  compress: ((c: Compressor, input: Uint8Array, length: number, out: Uint8Array, avail: number) => number) & {
-    async: (
-      c: Compressor,
-      input: Uint8Array,
-      length: number,
-      out: Uint8Array,
-      avail: number,
-      done: (err: unknown, written: number) => void,
-    ) => void;
-  };
-}
-
-/** libdeflate's compression functions from `file`; null when koffi or the library is missing. */
-export function bindLibdeflate(file: string): Libdeflate | null {
-  try {
-    const koffi = createRequire(import.meta.url)("koffi") as typeof Koffi;
-    const lib = koffi.load(file);
-    return {
-      alloc: lib.func("void *libdeflate_alloc_compressor(int level)") as Libdeflate["alloc"],
-      bound: lib.func("size_t libdeflate_gzip_compress_bound(void *c, size_t n)") as Libdeflate["bound"],
-      compress: lib.func(
-        "size_t libdeflate_gzip_compress(void *c, const uint8_t *in, size_t n, uint8_t *out, size_t avail)",
-      ) as unknown as Libdeflate["compress"],
-    };
-  } catch {
-    return null; // no FFI here, no such library, or not the library we think
-  }
-}
-
 /** Text-like and byte-noise halves: both deflate paths (matches and literals) and a stored level. */
 function knownAnswerInput(): Buffer {
   const text = Buffer.from("qbackup known answer: libdeflate against node:zlib. ".repeat(700));
@@ -94,12 +54,12 @@ function knownAnswerInput(): Buffer {
  * libdeflate as a BlockGzip, from the first of `names` that loads and whose members (levels 0, 1
  * and 9) node:zlib gunzips to the input; null when none does (or koffi is unavailable here).
  */
-export function loadLibdeflate(names: readonly string[] = LIBDEFLATE_NAMES): BlockGzip | null {
+export function loadLibdeflateGzip(names: readonly string[] = LIBDEFLATE_NAMES): BlockGzip | null {
   const input = knownAnswerInput();
   for (const file of names) {
     const lib = bindLibdeflate(file);
     if (lib === null) continue;
-    const engine = new LibdeflateGzip(lib, file);
+    const engine = new LibdeflateGzip(lib);
     try {
       if ([0, 1, 9].every((level) => gunzipSync(engine.gzipSync(input, level)).equals(input))) return engine;
     } catch {
@@ -115,40 +75,31 @@ export function loadLibdeflate(names: readonly string[] = LIBDEFLATE_NAMES): Blo
  */
 export class LibdeflateGzip implements BlockGzip {
   readonly name: string;
-  private readonly idle = new Map<number, Compressor[]>();
+  private readonly idle = new Map<number, Handle[]>();
   /** Levels libdeflate refused to allocate: node:zlib compresses those. */
   private readonly refused = new Set<number>();
 
-  constructor(
-    private readonly lib: Libdeflate,
-    file: string,
-  ) {
-    this.name = `libdeflate (${file})`;
+  constructor(private readonly lib: Libdeflate) {
+    this.name = `libdeflate (${lib.file})`;
   }
 
-  gzip(input: Uint8Array, level: number): Promise<Buffer> {
+  async gzip(input: Uint8Array, level: number): Promise<Buffer> {
     const c = this.take(level);
     if (c === null) return NODE_ZLIB.gzip(input, level);
-    const out = Buffer.allocUnsafe(this.lib.bound(c, input.length));
-    return new Promise((resolve, reject) => {
-      this.lib.compress.async(c, input, input.length, out, out.length, (err, written) => {
-        this.give(level, c);
-        try {
-          if (err !== null && err !== undefined) throw err instanceof Error ? err : new Error(String(err));
-          resolve(this.member(out, written));
-        } catch (e) {
-          reject(e);
-        }
-      });
-    });
+    try {
+      const out = Buffer.allocUnsafe(this.lib.compressBound(c, input.length));
+      return this.member(out, await this.lib.gzipCompressAsync(c, input, out));
+    } finally {
+      this.give(level, c);
+    }
   }
 
   gzipSync(input: Uint8Array, level: number): Buffer {
     const c = this.take(level);
     if (c === null) return NODE_ZLIB.gzipSync(input, level);
     try {
-      const out = Buffer.allocUnsafe(this.lib.bound(c, input.length));
-      return this.member(out, this.lib.compress(c, input, input.length, out, out.length));
+      const out = Buffer.allocUnsafe(this.lib.compressBound(c, input.length));
+      return this.member(out, this.lib.gzipCompress(c, input, out));
     } finally {
       this.give(level, c);
     }
@@ -161,14 +112,14 @@ export class LibdeflateGzip implements BlockGzip {
     return out.subarray(0, written);
   }
 
-  private take(level: number): Compressor | null {
+  private take(level: number): Handle | null {
     if (this.refused.has(level)) return null;
-    const c = this.idle.get(level)?.pop() ?? this.lib.alloc(level);
+    const c = this.idle.get(level)?.pop() ?? this.lib.allocCompressor(level);
     if (c === null) this.refused.add(level);
     return c;
   }
 
-  private give(level: number, c: Compressor): void {
+  private give(level: number, c: Handle): void {
     const list = this.idle.get(level);
     if (list === undefined) this.idle.set(level, [c]);
     else list.push(c);
@@ -179,6 +130,6 @@ let chosen: BlockGzip | undefined;
 
 /** libdeflate when it is here and sound, else node:zlib; chosen on first use (koffi and a check: ~5 ms). */
 export function blockGzip(): BlockGzip {
-  chosen ??= loadLibdeflate() ?? NODE_ZLIB;
+  chosen ??= loadLibdeflateGzip() ?? NODE_ZLIB;
   return chosen;
 }
