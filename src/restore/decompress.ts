@@ -1,12 +1,12 @@
 /**
- * Decompression of authenticated streams: gzip in-process (strict about truncation and trailing
- * data), other allowlisted filters as `<prog> -d` child processes, or nothing.
+ * Decompression of authenticated streams: gzip in-process (gunzip.ts: libdeflate member by member,
+ * node:zlib's rules for anything else: strict about truncation and trailing data), other
+ * allowlisted filters as `<prog> -d` child processes, or nothing.
  */
-import { createGunzip } from "node:zlib";
 import type { BackupHeader } from "../codec/backup-header/index.js";
 import { QbackupError } from "../errors.js";
 import { resolveFilterProgram, runFilter } from "../runtime/filters.js";
-import { through } from "../runtime/streams.js";
+import { gunzip } from "../runtime/gunzip.js";
 
 export type Decompression = { kind: "none" } | { kind: "gzip" } | { kind: "filter"; name: string; program: string };
 
@@ -25,8 +25,7 @@ export function decompress(input: AsyncIterable<Buffer>, d: Decompression, what:
     case "none":
       return input;
     case "gzip":
-      // 1 MiB output pieces: one threadpool round trip per MiB instead of 64 (zlib's default is 16 KiB)
-      return renameErrors(through(input, createGunzip({ chunkSize: 1024 * 1024 })), what, "gzip");
+      return renameErrors(gunzip(input), what, "gzip");
     case "filter":
       return runFilter(d.program, ["-d"], input);
   }
