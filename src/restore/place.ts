@@ -22,6 +22,7 @@ import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { pathExists } from "../runtime/paths.js";
 import { CREATE_FLAGS, SmallFileWriter } from "./file-writer.js";
+import { WriteBehind } from "./write-behind.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
@@ -196,17 +197,20 @@ export class OutputDirectory {
       throw destinationError(err, file);
     });
     let bytes = 0;
+    const writes = new WriteBehind(handle, file);
     try {
       for await (const piece of data) {
         bytes += piece.bytes.length;
-        await writeSkippingZeros(handle, piece, file);
+        await writeSkippingZeros(writes, piece);
       }
+      await writes.drain();
       await handle.truncate(entry.size).catch((err: unknown) => {
         throw destinationError(err, file);
       });
       await handle.chmod(entry.mode & 0o777);
       await handle.utimes(entry.mtime, entry.mtime);
     } finally {
+      await writes.settle();
       await handle.close();
     }
     return bytes;
@@ -330,7 +334,7 @@ async function drain(data: AsyncIterable<DataPiece>): Promise<number> {
 }
 
 /** Writes the non-zero runs of a piece (in 64 KiB windows); the zero windows stay holes. */
-async function writeSkippingZeros(handle: fs.FileHandle, piece: DataPiece, file: string): Promise<void> {
+async function writeSkippingZeros(writes: WriteBehind, piece: DataPiece): Promise<void> {
   const { bytes, offset } = piece;
   let runStart = -1;
   const flush = async (end: number) => {
@@ -338,9 +342,7 @@ async function writeSkippingZeros(handle: fs.FileHandle, piece: DataPiece, file:
     const run = bytes.subarray(runStart, end);
     const at = offset + runStart;
     runStart = -1;
-    await handle.write(run, 0, run.length, at).catch((err: unknown) => {
-      throw destinationError(err, file);
-    });
+    await writes.write(run, at);
   };
   for (let start = 0; start < bytes.length; start += HOLE_WINDOW) {
     const end = Math.min(bytes.length, start + HOLE_WINDOW);
