@@ -98,7 +98,9 @@ async function* byMembers(input: AsyncIterable<Buffer>, members: MemberGunzip, s
     await fill(MAX_MEMBER_INPUT, true);
     if (end > off) start();
     while (inflight !== undefined) {
-      await fill(2 * MAX_MEMBER_INPUT, false); // the next member arrives while this one decompresses
+      // the next member arrives while this one decompresses; staging is only appended to meanwhile
+      // (the library is reading it), compacted after
+      await fill(2 * MAX_MEMBER_INPUT, false);
       const member = await inflight;
       inflight = undefined;
       if (member === null) break;
