@@ -1,7 +1,8 @@
 /**
  * Positional writes into one restored file without waiting for each: while up to `maxBytes` are
- * being written on libuv's pool, the main thread goes on authenticating, decrypting and parsing
- * the next pieces (waiting for every write had it idle half the time during a volume). Pieces
+ * queued and written one after another on libuv's pool, the main thread goes on authenticating,
+ * decrypting and parsing the next pieces (waiting for every write had it idle half the time
+ * during a volume). Pieces
  * handed in must not change afterwards; decompressed output is never reused, so they do not.
  * The first failure is thrown by the next write() or by drain(); settle() waits for everything
  * still running, before the file is closed on the way out of an error.
@@ -12,7 +13,9 @@ import { destinationError } from "../errors.js";
 export const WRITE_BEHIND_BYTES = 8 * 1024 * 1024;
 
 export class WriteBehind {
-  private readonly running = new Set<Promise<void>>();
+  /** Writes queued or running, oldest first; they run one after another. */
+  private readonly queued: Array<Promise<void>> = [];
+  private tail: Promise<void> = Promise.resolve();
   private bytes = 0;
   private failure: { error: unknown } | undefined;
 
@@ -23,22 +26,28 @@ export class WriteBehind {
     private readonly maxBytes = WRITE_BEHIND_BYTES,
   ) {}
 
-  /** Starts writing `data` at `position`; waits only while more than maxBytes are on their way. */
+  /** Queues `data` to be written at `position`; waits only while more than maxBytes are queued. */
   async write(data: Uint8Array, position: number): Promise<void> {
     this.throwIfFailed();
-    while (this.running.size > 0 && this.bytes + data.length > this.maxBytes) {
-      await Promise.race(this.running);
+    while (this.queued.length > 0 && this.bytes + data.length > this.maxBytes) {
+      await this.queued[0];
       this.throwIfFailed();
     }
     this.bytes += data.length;
-    const done: Promise<void> = this.writeAll(data, position).then(
-      () => this.finished(done, data.length),
-      (err: unknown) => {
+    // one at a time: writers of one file at once only contend for its lock (the kernel spins on it)
+    const done = this.tail
+      .then(async () => {
+        if (this.failure === undefined) await this.writeAll(data, position);
+      })
+      .catch((err: unknown) => {
         this.failure ??= { error: destinationError(err, this.file) };
-        this.finished(done, data.length);
-      },
-    );
-    this.running.add(done);
+      })
+      .finally(() => {
+        this.queued.shift();
+        this.bytes -= data.length;
+      });
+    this.queued.push(done);
+    this.tail = done;
   }
 
   /** Every write done; throws the first failure. */
@@ -49,12 +58,7 @@ export class WriteBehind {
 
   /** Every write done or failed; never throws. */
   async settle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
-  }
-
-  private finished(done: Promise<void>, length: number): void {
-    this.running.delete(done);
-    this.bytes -= length;
+    await this.tail;
   }
 
   private throwIfFailed(): void {
