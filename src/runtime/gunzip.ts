@@ -147,9 +147,10 @@ export interface MemberGunzip {
 /** libdeflate's decompressor, one per member in flight, kept for the next. */
 class LibdeflateMemberGunzip implements MemberGunzip {
   readonly name: string;
-  private readonly idle: Handle[] = [];
-
-  constructor(private readonly lib: Libdeflate) {
+  constructor(
+    private readonly lib: Libdeflate,
+    private readonly idle: Handle[] = [],
+  ) {
     this.name = `libdeflate (${lib.file})`;
   }
 
@@ -192,7 +193,7 @@ export function loadLibdeflateGunzip(names: readonly string[] = LIBDEFLATE_NAMES
         good.inputUsed === member.length &&
         out.subarray(0, good.outputUsed).equals(gunzipSync(member));
       if (whole && lib.gzipDecompress(d, corrupt, out).result !== DECOMPRESS_SUCCESS) {
-        return new LibdeflateMemberGunzip(lib);
+        return new LibdeflateMemberGunzip(lib, [d]);
       }
     } catch {
       // not the library we think

@@ -6,6 +6,7 @@
  */
 import { createRequire } from "node:module";
 import type Koffi from "koffi";
+import type { LibraryHandle } from "koffi";
 
 /** Where libdeflate may be found: its soname first, then the unversioned development link. */
 export const LIBDEFLATE_NAMES: readonly string[] =
@@ -56,9 +57,10 @@ const settle =
 
 /** libdeflate's functions from `file`; null when koffi or the library (or one of its functions) is missing. */
 export function bindLibdeflate(file: string): Libdeflate | null {
+  let lib: LibraryHandle | undefined;
   try {
     const koffi = createRequire(import.meta.url)("koffi") as typeof Koffi;
-    const lib = koffi.load(file);
+    lib = koffi.load(file);
     const compress = lib.func(
       "size_t libdeflate_gzip_compress(void *c, const uint8_t *in, size_t n, uint8_t *out, size_t avail)",
     ) as unknown as Call<[Handle, Uint8Array, number, Uint8Array, number], number>;
@@ -106,6 +108,7 @@ export function bindLibdeflate(file: string): Libdeflate | null {
       },
     };
   } catch {
-    return null; // no FFI here, no such library, or not the library we think
+    lib?.unload(); // no FFI here, no such library, or not the library we think
+    return null;
   }
 }
