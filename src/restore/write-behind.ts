@@ -2,10 +2,10 @@
  * Positional writes into one restored file without waiting for each: while up to `maxBytes` are
  * queued and written one after another on libuv's pool, the main thread goes on authenticating,
  * decrypting and parsing the next pieces (waiting for every write had it idle half the time
- * during a volume). Pieces
- * handed in must not change afterwards; decompressed output is never reused, so they do not.
- * The first failure is thrown by the next write() or by drain(); settle() waits for everything
- * still running, before the file is closed on the way out of an error.
+ * during a volume). Pieces handed in must not change afterwards; decompressed output is never
+ * reused, so they do not. The first failure is thrown by the next write() or by drain();
+ * settle() waits for everything still running, before the file is closed on the way out of an
+ * error.
  */
 import type { FileHandle } from "node:fs/promises";
 import { destinationError } from "../errors.js";
