@@ -3,8 +3,9 @@
  * each part timed on one core of this machine, then spread over every core. One KDF per container
  * (header, qubes.xml, every chunk), deflate of the compressible data at the chosen level by the
  * compressor qbackup uses (what qbackup's rule stores as is costs nothing here), AES-256-CTR +
- * HMAC-SHA256 over the backup's bytes. Reading the sources, writing the backup and the program itself are left out, so no
- * create on these cores can be faster than this; the bench prints how close qbackup gets.
+ * HMAC-SHA256 over the backup's bytes. Reading the sources, writing the backup and the program
+ * itself are left out, so no create on these cores can be faster than this; the bench prints how
+ * close qbackup gets.
  */
 import { createCipheriv, createHmac, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
