@@ -66,18 +66,17 @@ async function outcome(stream: AsyncIterable<Buffer>): Promise<Outcome> {
 /** node:zlib alone, as restore decompressed before. */
 const zlibOnly = (data: Buffer, sizes: number[]) => outcome(through(pieces(data, sizes), createGunzip()));
 
-describe.runIf(library !== null)("gunzip with libdeflate", () => {
-  it("is what restore uses where libdeflate is installed (CI installs libdeflate0)", () => {
-    if (process.env.CI !== undefined) expect(library).not.toBeNull();
-    expect(memberGunzip()?.name).toBe(library!.name);
-  });
+it("libdeflate is what restore uses where it is installed (CI installs libdeflate0)", () => {
+  if (process.env.CI !== undefined) expect(library).not.toBeNull();
+  expect(memberGunzip()?.name).toBe(library?.name);
+});
 
+describe.runIf(library !== null)("gunzip with libdeflate", () => {
   it("takes qbackup's members one by one, whatever the pieces they arrive in", async () => {
     // random data is stored: 10 MiB of members, so the staging buffer fills and is compacted several times
     const data = Buffer.concat([text(2 * MiB + 12345), randomBytes(10 * MiB + 7), text(300_000, 3)]);
     const stream = qbackupStream(data);
-    for (const sizes of [[1], [MiB], [3 * MiB], [7777, 1, 65536, 2 * MiB + 3], [stream.length]]) {
-      if (sizes[0] === 1 && sizes.length === 1) continue; // one byte at a time is covered by the property below
+    for (const sizes of [[MiB], [3 * MiB], [7777, 1, 65536, 2 * MiB + 3], [stream.length]]) {
       const stats: GunzipStats = { members: 0 };
       const got = await outcome(gunzip(pieces(stream, sizes), { members: library, stats }));
       expect(got).toEqual({ output: digest(data) });
