@@ -22,6 +22,7 @@ import * as path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { QbackupError, systemErrorCode } from "../errors.js";
 import { RECOVERY_SHEET_SUFFIX } from "../format/recovery-sheet.js";
+import { writeFully } from "../runtime/paths.js";
 import {
   END_FRAME,
   GREETING,
@@ -248,13 +249,9 @@ class Session {
       if (frame === null) break;
       hash.update(frame);
       size += frame.length;
-      let off = 0;
-      while (off < frame.length) {
-        const { bytesWritten } = await handle.write(frame, off, frame.length - off).catch((err: unknown) => {
-          throw new SessionEnd(storageCode(err), `cannot write ${name} (${systemErrorCode(err) ?? "error"})`, err);
-        });
-        off += bytesWritten;
-      }
+      await writeFully(handle, frame, null).catch((err: unknown) => {
+        throw new SessionEnd(storageCode(err), `cannot write ${name} (${systemErrorCode(err) ?? "error"})`, err);
+      });
     }
     const line = await this.reader.requireLine("the trailer").catch((err: unknown) => {
       throw new SessionEnd("ERR_PROTOCOL", `receiving ${name}: ${streamMessage(err)}`, err);

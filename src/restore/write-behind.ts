@@ -9,13 +9,13 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import { destinationError } from "../errors.js";
+import { writeFully } from "../runtime/paths.js";
 
 export const WRITE_BEHIND_BYTES = 8 * 1024 * 1024;
 
 export class WriteBehind {
-  /** Writes queued or running, oldest first; they run one after another. */
+  /** Writes queued or running, oldest first; each starts when the one before it is done. */
   private readonly queued: Array<Promise<void>> = [];
-  private tail: Promise<void> = Promise.resolve();
   private bytes = 0;
   private failure: { error: unknown } | undefined;
 
@@ -35,9 +35,9 @@ export class WriteBehind {
     }
     this.bytes += data.length;
     // one at a time: writers of one file at once only contend for its lock (the kernel spins on it)
-    const done = this.tail
+    const done = (this.queued.at(-1) ?? Promise.resolve())
       .then(async () => {
-        if (this.failure === undefined) await this.writeAll(data, position);
+        if (this.failure === undefined) await writeFully(this.handle, data, position);
       })
       .catch((err: unknown) => {
         this.failure ??= { error: destinationError(err, this.file) };
@@ -47,7 +47,6 @@ export class WriteBehind {
         this.bytes -= data.length;
       });
     this.queued.push(done);
-    this.tail = done;
   }
 
   /** Every write done; throws the first failure. */
@@ -58,19 +57,10 @@ export class WriteBehind {
 
   /** Every write done or failed; never throws. */
   async settle(): Promise<void> {
-    await this.tail;
+    await this.queued.at(-1);
   }
 
   private throwIfFailed(): void {
     if (this.failure !== undefined) throw this.failure.error;
-  }
-
-  /** write(2) may take less than it was given (a full disk part-way): the rest goes again, and fails there. */
-  private async writeAll(data: Uint8Array, position: number): Promise<void> {
-    for (let off = 0; off < data.length;) {
-      const { bytesWritten } = await this.handle.write(data, off, data.length - off, position + off);
-      if (bytesWritten === 0) throw new Error(`no progress writing ${data.length - off} bytes at ${position + off}`);
-      off += bytesWritten;
-    }
   }
 }

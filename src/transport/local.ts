@@ -8,7 +8,7 @@ import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { QbackupError, destinationError, systemErrorCode } from "../errors.js";
-import { pathExists } from "../runtime/paths.js";
+import { pathExists, writeFully } from "../runtime/paths.js";
 import type { BackupSink } from "./sink.js";
 
 /** `qubes-backup-2026-11-22T153000`, the name qvm-backup gives a backup in a directory. */
@@ -59,15 +59,10 @@ export async function openFileSink(finalPath: string): Promise<BackupSink> {
     });
   let state: "open" | "committed" | "aborted" = "open";
   let written = 0;
-  const writeAll = async (data: Uint8Array, position: number | null) => {
-    for (let off = 0; off < data.length;) {
-      const at = position === null ? null : position + off;
-      const { bytesWritten } = await handle.write(data, off, data.length - off, at).catch((err: unknown) => {
-        throw destinationError(err, finalPath);
-      });
-      off += bytesWritten;
-    }
-  };
+  const writeAll = (data: Uint8Array, position: number | null) =>
+    writeFully(handle, data, position).catch((err: unknown) => {
+      throw destinationError(err, finalPath);
+    });
 
   const abort = async () => {
     if (state === "committed" || state === "aborted") return;
