@@ -6,7 +6,7 @@
  */
 import { createRequire } from "node:module";
 import type Koffi from "koffi";
-import type { LibraryHandle } from "koffi";
+import type { KoffiFunc, LibraryHandle } from "koffi";
 
 /** Where libdeflate may be found: its soname first, then the unversioned development link. */
 export const LIBDEFLATE_NAMES: readonly string[] =
@@ -43,11 +43,6 @@ export interface Libdeflate {
   gzipDecompressAsync(d: Handle, input: Uint8Array, out: Uint8Array): Promise<Decompressed>;
 }
 
-/** A library function callable here, or with a callback on one of koffi's threads. */
-type Call<A extends unknown[], R> = ((...args: A) => R) & {
-  async: (...args: [...A, (err: unknown, result: R) => void]) => void;
-};
-
 const settle =
   <R>(resolve: (value: R) => void, reject: (err: unknown) => void) =>
   (err: unknown, result: R) => {
@@ -63,12 +58,22 @@ export function bindLibdeflate(file: string): Libdeflate | null {
     lib = koffi.load(file);
     const compress = lib.func(
       "size_t libdeflate_gzip_compress(void *c, const uint8_t *in, size_t n, uint8_t *out, size_t avail)",
-    ) as unknown as Call<[Handle, Uint8Array, number, Uint8Array, number], number>;
+    ) as unknown as KoffiFunc<(c: Handle, input: Uint8Array, n: number, out: Uint8Array, avail: number) => number>;
     // the counts are written into a buffer of two size_t: input used at 0, output written after it
     const decompress = lib.func(
       "int libdeflate_gzip_decompress_ex(void *d, const uint8_t *in, size_t n, uint8_t *out, size_t avail, " +
         "void *actual_in, void *actual_out)",
-    ) as unknown as Call<[Handle, Uint8Array, number, Uint8Array, number, Uint8Array, Uint8Array], number>;
+    ) as unknown as KoffiFunc<
+      (
+        d: Handle,
+        input: Uint8Array,
+        n: number,
+        out: Uint8Array,
+        avail: number,
+        inputUsed: Uint8Array,
+        outputUsed: Uint8Array,
+      ) => number
+    >;
     const sizeT = koffi.sizeof("size_t");
     const counts = (result: number, used: Uint8Array): Decompressed => {
       const [inputUsed, outputUsed] =
