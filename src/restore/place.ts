@@ -22,7 +22,7 @@ import type { DataPiece, InnerEntry } from "../codec/tar/index.js";
 import { QbackupError, destinationError } from "../errors.js";
 import { pathExists } from "../runtime/paths.js";
 import { CREATE_FLAGS, SmallFileWriter } from "./file-writer.js";
-import { WriteBehind } from "./write-behind.js";
+import { VolumeWriter } from "./volume-writer.js";
 
 /** Zero runs of this size are left as holes when writing (the new file reads as zeros there). */
 const HOLE_WINDOW = 64 * 1024;
@@ -197,8 +197,9 @@ export class OutputDirectory {
       throw destinationError(err, file);
     });
     let bytes = 0;
-    const writes = new WriteBehind(handle, file);
+    let writes: VolumeWriter | undefined;
     try {
+      writes = await VolumeWriter.open(handle, file);
       for await (const piece of data) {
         bytes += piece.bytes.length;
         await writeSkippingZeros(writes, piece);
@@ -210,7 +211,7 @@ export class OutputDirectory {
       await handle.chmod(entry.mode & 0o777);
       await handle.utimes(entry.mtime, entry.mtime);
     } finally {
-      await writes.settle();
+      await writes?.release();
       await handle.close();
     }
     return bytes;
@@ -334,7 +335,7 @@ async function drain(data: AsyncIterable<DataPiece>): Promise<number> {
 }
 
 /** Writes the non-zero runs of a piece (in 64 KiB windows); the zero windows stay holes. */
-async function writeSkippingZeros(writes: WriteBehind, piece: DataPiece): Promise<void> {
+async function writeSkippingZeros(writes: VolumeWriter, piece: DataPiece): Promise<void> {
   const { bytes, offset } = piece;
   let runStart = -1;
   const flush = async (end: number) => {
