@@ -4,12 +4,12 @@
  * from unauthenticated bytes); then the ciphertext is MACed as it is read, and nothing of it is
  * released before the final MAC matches. Two ways to hold it meanwhile:
  *   - from a stream, the ciphertext is kept (still encrypted) and decrypted in place at the end;
- *   - from a file, nothing is kept: the first pass records a SHA-256 of every 1 MiB piece, and
- *     once the MAC matched, a second pass reads each piece again by position, requires the same
- *     digest (a source that changes between the passes gains nothing), decrypts and releases it.
- *     Memory then does not grow with the chunk size.
+ *   - from a file, nothing is kept: the first pass records a tag of every 1 MiB piece, and once
+ *     the MAC matched, a second pass reads each piece again by position, requires the same tag (a
+ *     source that changes between the passes gains nothing), decrypts and releases it. Memory
+ *     then does not grow with the chunk size.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createCipheriv, randomBytes, timingSafeEqual } from "node:crypto";
 import { CONTAINER_HEADER_SIZE, CONTAINER_MAC_SIZE, CONTAINER_OVERHEAD } from "../codec/scrypt/index.js";
 import { QbackupError } from "../errors.js";
 import type { ContainerOpener } from "../codec/scrypt/index.js";
@@ -83,19 +83,46 @@ export async function* openSealedMemberPieces(
     yield await openSealedMember(reader, member, passphraseString, keys);
     return;
   }
-  const digests: Buffer[] = [];
-  const opener = await authenticateMember(reader, member, passphraseString, keys, (piece) =>
-    digests.push(createHash("sha256").update(piece).digest()),
-  );
+  const tags = new PieceTags();
+  const opener = await authenticateMember(reader, member, passphraseString, keys, (piece) => tags.record(piece));
   const end = member.size - CONTAINER_MAC_SIZE;
   for (let i = 0, offset = CONTAINER_HEADER_SIZE; offset < end; i++) {
     const piece = await reader.reread(member, offset, Math.min(READ_PIECE, end - offset));
-    if (!timingSafeEqual(createHash("sha256").update(piece).digest(), digests[i]!)) {
-      throw changedWhileRead(member.name);
-    }
+    if (!tags.matches(i, piece)) throw changedWhileRead(member.name);
     opener.decryptInPlace(piece);
     offset += piece.length;
     yield piece;
+  }
+}
+
+/**
+ * What the second pass checks each piece against: GMAC under a key of our own, drawn for this
+ * member, with the piece's number as nonce. The storage never sees the key or a tag, so a piece
+ * it changes between the passes keeps its tag with a probability of at most 2^-112 (GHASH over
+ * 1 MiB is that close to universal); a tag costs a third of a SHA-256 digest here (0.15 against
+ * 0.43 s per 600 MiB, twice per byte restored).
+ */
+class PieceTags {
+  private readonly key = randomBytes(32);
+  private readonly tags: Buffer[] = [];
+
+  record(piece: Uint8Array): void {
+    this.tags.push(this.tag(this.tags.length, piece));
+  }
+
+  /** Whether `piece` is, byte for byte, piece number `index` as recorded. */
+  matches(index: number, piece: Uint8Array): boolean {
+    const recorded = this.tags[index];
+    return recorded !== undefined && timingSafeEqual(this.tag(index, piece), recorded);
+  }
+
+  private tag(index: number, piece: Uint8Array): Buffer {
+    const nonce = Buffer.alloc(12);
+    nonce.writeUInt32BE(index, 8);
+    const gmac = createCipheriv("aes-256-gcm", this.key, nonce);
+    gmac.setAAD(piece);
+    gmac.final();
+    return gmac.getAuthTag();
   }
 }
 

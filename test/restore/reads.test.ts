@@ -150,6 +150,40 @@ describe("key derivation ahead of the reader", () => {
     expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
   });
 
+  it("refuses a member whose bytes differ in the second pass from those authenticated in the first", async () => {
+    const img = path.join(dir, "second-pass.img");
+    fs.writeFileSync(img, prng("second pass", 3 * MiB)); // incompressible: three 1 MiB pieces in one chunk
+    const backup = path.join(dir, "second-pass.bin");
+    await makeBackup(pass, backup, [`t=${img}`]);
+
+    for (const lieAt of [1, 2]) {
+      const honest = await openFileSource(backup);
+      let rereads = 0;
+      const lying = {
+        ...honest,
+        get bytesRead() {
+          return honest.bytesRead;
+        },
+        read: (n: number) => honest.read(n),
+        skip: (n: number) => honest.skip(n),
+        close: (a?: boolean) => honest.close(a),
+        // the storage shows the first pass one thing and the second pass (reads of pieces) another
+        pread: async (at: number, n: number) => {
+          const bytes = await honest.pread!(at, n);
+          if (n > 4096 && ++rereads === lieAt) bytes[n >> 1] = bytes[n >> 1]! ^ 0x20;
+          return bytes;
+        },
+      };
+      const out = path.join(dir, `second-pass-${lieAt}`);
+      await expect(restoreBackup(lying, { ...options(), destDir: out })).rejects.toMatchObject({
+        code: "ERR_CHUNK_AUTH",
+        message: expect.stringMatching(/changed while it was being read/),
+      });
+      expect(rereads).toBe(lieAt);
+      expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([]);
+    }
+  });
+
   it("restores the same bytes with and without look-ahead", async () => {
     const img = path.join(dir, "ahead.img");
     fs.writeFileSync(img, prng("ahead", 3 * MiB));
