@@ -22,7 +22,8 @@ const READ_PIECE = 1024 * 1024;
 /**
  * The first (from a stream, the only) pass over the current member: its header, the key (derived
  * now, or earlier from a look-ahead read of the very same header bytes), every ciphertext piece
- * MACed and shown to `onPiece`, then the final MAC checked. Returns the verified opener.
+ * MACed and shown to `onPiece`, then the final MAC checked. Returns the verified opener. With
+ * `into`, the pieces are read by position into it (each valid only during its onPiece).
  */
 async function authenticateMember(
   reader: OuterReader,
@@ -30,6 +31,7 @@ async function authenticateMember(
   passphraseString: Buffer,
   keys: KeyDerivation,
   onPiece: (piece: Buffer, offset: number) => void,
+  into?: Buffer,
 ): Promise<ContainerOpener> {
   if (member.size < CONTAINER_OVERHEAD) {
     throw new QbackupError(
@@ -42,11 +44,15 @@ async function authenticateMember(
     const opener = await keys.opener(member.name, header, passphraseString);
     const ciphertextBytes = member.size - CONTAINER_OVERHEAD;
     for (let done = 0; done < ciphertextBytes;) {
-      const piece = await reader.read(Math.min(READ_PIECE, ciphertextBytes - done));
+      const length = Math.min(READ_PIECE, ciphertextBytes - done);
+      const piece = into
+        ? await reader.reread(member, CONTAINER_HEADER_SIZE + done, length, into)
+        : await reader.read(length);
       opener.authenticate(piece);
       onPiece(piece, done);
       done += piece.length;
     }
+    if (into) await reader.skip(ciphertextBytes);
     opener.verify(await reader.read(CONTAINER_MAC_SIZE));
     return opener;
   } catch (err) {
@@ -83,15 +89,23 @@ export async function* openSealedMemberPieces(
     yield await openSealedMember(reader, member, passphraseString, keys);
     return;
   }
+  // both passes read into one buffer: each piece is done with before the next is read
+  const buffer = Buffer.allocUnsafe(READ_PIECE);
   const tags = new PieceTags();
-  const opener = await authenticateMember(reader, member, passphraseString, keys, (piece) => tags.record(piece));
+  const opener = await authenticateMember(
+    reader,
+    member,
+    passphraseString,
+    keys,
+    (piece) => tags.record(piece),
+    buffer,
+  );
   const end = member.size - CONTAINER_MAC_SIZE;
   for (let i = 0, offset = CONTAINER_HEADER_SIZE; offset < end; i++) {
-    const piece = await reader.reread(member, offset, Math.min(READ_PIECE, end - offset));
+    const piece = await reader.reread(member, offset, Math.min(READ_PIECE, end - offset), buffer);
     if (!tags.matches(i, piece)) throw changedWhileRead(member.name);
-    opener.decryptInPlace(piece);
     offset += piece.length;
-    yield piece;
+    yield opener.decrypt(piece);
   }
 }
 

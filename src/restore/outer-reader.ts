@@ -130,13 +130,16 @@ export class OuterReader {
     return this.source.pread !== undefined;
   }
 
-  /** `length` bytes of `member`'s data from `offset`, by position; the reader does not move. */
-  async reread(member: OuterMember, offset: number, length: number): Promise<Buffer> {
+  /**
+   * `length` bytes of `member`'s data from `offset`, by position; the reader does not move. With
+   * `into` (at least `length` bytes), the result is a view of it.
+   */
+  async reread(member: OuterMember, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const pread = this.source.pread;
     if (!pread || offset < 0 || offset + length > member.size) {
       throw new QbackupError("ERR_INTERNAL", `reread of ${member.name} outside the member or the source`);
     }
-    const data = await pread(member.offset + offset, length);
+    const data = await pread(member.offset + offset, length, into);
     if (data.length < length) throw missing(`backup ends inside member ${member.name} (read again)`);
     return data;
   }
@@ -144,6 +147,14 @@ export class OuterReader {
   /** Positional read of a member's data (see peekAhead). */
   async peekData(member: OuterMember, length: number): Promise<Buffer | undefined> {
     return this.source.pread?.(member.offset, Math.min(length, member.size));
+  }
+
+  /** Skips `length` bytes of the current member's data (seeking where the source allows). */
+  async skip(length: number): Promise<void> {
+    const cur = this.current;
+    if (!cur || length > cur.remaining) throw new QbackupError("ERR_INTERNAL", "outer skip past the current member");
+    await this.skipExactly(length, cur.member.offset, cur.member.name);
+    cur.remaining -= length;
   }
 
   /** Skip what is left of the current member (seeking where the source allows). */

@@ -24,8 +24,11 @@ export interface ByteSource {
   skip(length: number): Promise<number>;
   /** Stop reading and release everything; a command's exit status is checked unless `abandon`. */
   close(abandon?: boolean): Promise<void>;
-  /** Seekable sources only: read at a position without moving the stream (for looking ahead). */
-  pread?(position: number, length: number): Promise<Buffer>;
+  /**
+   * Seekable sources only: read at a position without moving the stream (for looking ahead, and
+   * for restore's second pass). With `into` (at least `length` bytes) the result is a view of it.
+   */
+  pread?(position: number, length: number, into?: Buffer): Promise<Buffer>;
 }
 
 const SKIP_BUFFER = 1024 * 1024;
@@ -86,8 +89,8 @@ export async function openFileSource(file: string): Promise<ByteSource> {
     },
   };
   if (seekable) {
-    source.pread = async (at, length) => {
-      const buffer = Buffer.allocUnsafe(length);
+    source.pread = async (at, length, into) => {
+      const buffer = into ?? Buffer.allocUnsafe(length);
       const { bytesRead: n } = await handle.read(buffer, 0, length, at);
       bytesRead += n;
       return buffer.subarray(0, n);
