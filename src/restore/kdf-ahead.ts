@@ -78,7 +78,8 @@ export class KeyDerivation {
       }
       return early.opener;
     }
-    return this.limit.run(() => ContainerOpener.create(header, passphrase, this.kdfLimits));
+    // the reader waits for this one: it goes before the look-ahead's
+    return this.limit.run(() => ContainerOpener.create(header, passphrase, this.kdfLimits), true);
   }
 
   /** The reader passed a member without opening it: forget its KDF. */

@@ -21,6 +21,18 @@ describe("ConcurrencyLimit", () => {
     expect(started).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it("starts an urgent task before the ones already waiting", async () => {
+    const limit = new ConcurrencyLimit(1);
+    const started: string[] = [];
+    const task = (name: string, urgent = false) =>
+      limit.run(async () => {
+        started.push(name);
+        await new Promise((r) => setTimeout(r, 2));
+      }, urgent);
+    await Promise.all([task("running"), task("ahead 1"), task("ahead 2"), task("needed now", true)]);
+    expect(started).toEqual(["running", "needed now", "ahead 1", "ahead 2"]);
+  });
+
   it("frees the slot of a task that fails", async () => {
     const limit = new ConcurrencyLimit(1);
     await expect(limit.run(() => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
