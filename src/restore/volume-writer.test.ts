@@ -158,7 +158,7 @@ describe("VolumeWriter", () => {
     const handle = await fs.open("/dev/full", "w");
     try {
       const writer = await VolumeWriter.open(handle, "vm/private.img", { direct: false });
-      await writer.write(randomBytes(SLAB_BYTES), 0); // a full slab: written at once, fails on its way
+      await writer.write(randomBytes(SLAB_BYTES), 0); // fills a slab, written (and failing) once the next piece comes
       await writer.write(randomBytes(10), SLAB_BYTES);
       await writer.settle();
       const next = writer.write(randomBytes(10), SLAB_BYTES + 10);
