@@ -10,6 +10,7 @@ import { ContainerOpener } from "../../src/codec/scrypt/index.js";
 import { DEFAULT_KDF_LIMITS } from "../../src/codec/scrypt/index.js";
 import { listBackup, restoreBackup } from "../../src/restore/index.js";
 import { commandSource, openFileSource } from "../../src/transport/source.js";
+import type { ByteSource } from "../../src/transport/source.js";
 import { makeBackup, passphraseFile, tempDir, TEST_PASSPHRASE } from "../support/cli.js";
 import { prng, sha256File } from "../support/sources.js";
 
@@ -112,6 +113,24 @@ describe("selective restore", () => {
   });
 });
 
+/** `honest`, except that `lie` may change what a positional read returns. */
+function lyingSource(honest: ByteSource, lie: (bytes: Buffer, at: number, n: number) => void): ByteSource {
+  return {
+    ...honest,
+    get bytesRead() {
+      return honest.bytesRead;
+    },
+    read: (n: number) => honest.read(n),
+    skip: (n: number) => honest.skip(n),
+    close: (a?: boolean) => honest.close(a),
+    pread: async (at: number, n: number) => {
+      const bytes = await honest.pread!(at, n);
+      lie(bytes, at, n);
+      return bytes;
+    },
+  };
+}
+
 describe("key derivation ahead of the reader", () => {
   it("refuses a member whose header changed between the look-ahead and the read", async () => {
     const img = path.join(dir, "toctou.img");
@@ -119,26 +138,14 @@ describe("key derivation ahead of the reader", () => {
     const backup = path.join(dir, "toctou.bin");
     await makeBackup(pass, backup, [`t=${img}`]);
 
-    const honest = await openFileSource(backup);
     let lookAheads = 0;
-    const lying = {
-      ...honest,
-      get bytesRead() {
-        return honest.bytesRead;
-      },
-      read: (n: number) => honest.read(n),
-      skip: (n: number) => honest.skip(n),
-      close: (a?: boolean) => honest.close(a),
-      // the storage shows one thing to the look-ahead and another to the reader
-      pread: async (at: number, n: number) => {
-        const bytes = await honest.pread!(at, n);
-        if (n === 96) {
-          lookAheads++;
-          bytes[40] = bytes[40]! ^ 1; // a salt byte
-        }
-        return bytes;
-      },
-    };
+    // the storage shows one thing to the look-ahead and another to the reader
+    const lying = lyingSource(await openFileSource(backup), (bytes, _at, n) => {
+      if (n === 96) {
+        lookAheads++;
+        bytes[40] = bytes[40]! ^ 1; // a salt byte
+      }
+    });
     await expect(
       restoreBackup(lying, { ...options(), jobs: 2, destDir: path.join(dir, "toctou-out") }),
     ).rejects.toMatchObject({
@@ -157,26 +164,14 @@ describe("key derivation ahead of the reader", () => {
     await makeBackup(pass, backup, [`t=${img}`]);
 
     for (const lieAt of [1, 2]) {
-      const honest = await openFileSource(backup);
       const readsAt = new Map<number, number>();
       let rereads = 0;
-      const lying = {
-        ...honest,
-        get bytesRead() {
-          return honest.bytesRead;
-        },
-        read: (n: number) => honest.read(n),
-        skip: (n: number) => honest.skip(n),
-        close: (a?: boolean) => honest.close(a),
-        // the storage shows the first pass one thing and the second pass (a piece read again) another
-        pread: async (at: number, n: number) => {
-          const bytes = await honest.pread!(at, n);
-          const reads = (readsAt.get(at) ?? 0) + 1;
-          readsAt.set(at, reads);
-          if (n > 4096 && reads === 2 && ++rereads === lieAt) bytes[n >> 1] = bytes[n >> 1]! ^ 0x20;
-          return bytes;
-        },
-      };
+      // the storage shows the first pass one thing and the second pass (a piece read again) another
+      const lying = lyingSource(await openFileSource(backup), (bytes, at, n) => {
+        const reads = (readsAt.get(at) ?? 0) + 1;
+        readsAt.set(at, reads);
+        if (n > 4096 && reads === 2 && ++rereads === lieAt) bytes[n >> 1] = bytes[n >> 1]! ^ 0x20;
+      });
       const out = path.join(dir, `second-pass-${lieAt}`);
       await expect(restoreBackup(lying, { ...options(), destDir: out })).rejects.toMatchObject({
         code: "ERR_CHUNK_AUTH",
