@@ -16,7 +16,7 @@
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { QbackupError, destinationError } from "../errors.js";
+import { QbackupError, destinationError, systemErrorCode } from "../errors.js";
 import { writeFully } from "../runtime/paths.js";
 
 /** File offsets, lengths and memory of direct writes are multiples of this. */
@@ -47,10 +47,6 @@ function takeStaging(): Uint8Array {
       ? new WasmMemory({ initial: bytes / WASM_PAGE, maximum: bytes / WASM_PAGE }).buffer
       : new ArrayBuffer(bytes),
   );
-}
-
-function systemCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /**
@@ -196,7 +192,7 @@ export class VolumeWriter {
         await writeFully(this.direct, bytes, position);
         return;
       } catch (err) {
-        if (systemCode(err) !== "EINVAL") throw err;
+        if (systemErrorCode(err) !== "EINVAL") throw err;
         // the filesystem takes no direct I/O of this alignment: the same bytes, through the page cache
         const direct = this.direct;
         this.direct = undefined;

@@ -26,7 +26,8 @@ export interface ByteSource {
   close(abandon?: boolean): Promise<void>;
   /**
    * Seekable sources only: read at a position without moving the stream (for looking ahead, and
-   * for restore's second pass). With `into` (at least `length` bytes) the result is a view of it.
+   * for both of restore's passes over a chunk). With `into` (at least `length` bytes) the result is
+   * a view of it.
    */
   pread?(position: number, length: number, into?: Buffer): Promise<Buffer>;
 }
